@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# mmdebstrap customize hook: turns the installed Debian rootfs into a lab VM image.
+# $1: the rootfs directory (mmdebstrap has /proc, /sys and /dev mounted in it).
+# $2: the public SSH key the lab logs in with.
+set -euo pipefail
+root=$1
+pubkey=$2
+here=$(dirname "$(readlink -f "$0")")
+
+cp -a "$here/overlay/." "$root/"
+
+install -d -m 0700 "$root/root/.ssh"
+install -m 0600 "$pubkey" "$root/root/.ssh/authorized_keys"
+
+echo cdlab > "$root/etc/hostname"
+printf '127.0.0.1 localhost\n' > "$root/etc/hosts"
+# The rootfs is one ext4 filesystem on /dev/vda, labelled by build.sh.
+printf 'LABEL=cdlab-root / ext4 defaults,noatime 0 1\n' > "$root/etc/fstab"
+# A fresh machine-id at every first boot of a VM, not one shared by all.
+: > "$root/etc/machine-id"
+
+chroot "$root" systemctl enable systemd-networkd.service systemd-network-generator.service
+# Nothing in the lab waits for "online": the storage NIC is static and the
+# management NIC only carries SSH. Timers and first-boot jobs only cost boot time.
+chroot "$root" systemctl mask \
+    systemd-networkd-wait-online.service \
+    apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer \
+    fstrim.timer e2scrub_reap.service
+
+# Small, uncompressed, generic initramfs for a virtio root disk. No network in
+# it: the real root's systemd-network-generator configures eth1 from ip= (an
+# initrd that did it too would make that generator fail on the existing file).
+kver=$(basename "$(ls -d "$root"/lib/modules/*)")
+chroot "$root" dracut --force --no-hostonly --no-compress \
+    --modules "base systemd systemd-initrd dracut-systemd udev-rules kernel-modules rootfs-block fs-lib shutdown" \
+    --omit "ifcfg network network-legacy systemd-networkd kernel-network-modules dbus dbus-daemon" \
+    --drivers "virtio_pci virtio_blk virtio_net ext4 crc32c_generic" \
+    "/boot/initrd.img-$kver" "$kver"
+
+# Keep the image lean: package caches and docs are not needed to boot.
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
