@@ -64,9 +64,10 @@ git ls-files -z --cached --others --exclude-standard |
     tar --null --no-recursion -T - -cf - |
     tar -xf - -C "$dest"
 
-# ansible-test keeps its virtualenvs and caches under $HOME; keep them in
-# build/ (ignored, survives between runs) rather than in the real home.
-export HOME=$repo/build/.ansible-test-home
+# ansible-test keeps its virtualenvs and caches under $HOME. Give it a home of
+# its own outside the checkout, so a fresh clone (CI) reuses the venvs it built.
+export HOME=${ANSIBLE_TEST_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/clusterducks-vdisk/ansible-test-home}
+mkdir -p "$HOME"
 bootstrap_pip
 
 # ansible-test lists files through the nearest .git walking upwards; without

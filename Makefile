@@ -1,0 +1,90 @@
+# clusterducks.vdisk: the two commands (on a fresh Debian 12 machine, as root)
+#   make demo   set up, build the lab, boot the demo
+#   make test   set up and run every test: unit, sanity, lint, lab scenarios
+# Inner loops: make test-unit | make sanity | make lint | make scenario S=lio_smoke
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+BIN       := $(VENV)/bin
+CDLAB     := python3 lab/cdlab.py
+S         ?= lio_smoke
+
+# Molecule installs the collection under test into $ANSIBLE_HOME/collections and
+# ansible-lint reads ./.ansible: keep both in the checkout, never in ~/.ansible
+# where a stale copy would shadow the code under test.
+export ANSIBLE_HOME := $(CURDIR)/.ansible
+export NO_COLOR := 1
+
+# Debian packages the controller needs (the lab VMs get theirs from lab/image/).
+APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs python3-venv \
+                openssh-client shellcheck git ca-certificates
+
+.PHONY: help setup deps venv image demo demo-down test test-unit sanity lint \
+        test-collection test-lab scenario collection clean
+
+help:
+	@sed -n 's/^#   //p;s/^# Inner loops: /inner loops: /p' Makefile
+
+setup: deps venv
+
+deps: .deps.stamp
+.deps.stamp: Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "setup: installing Debian packages:" $$missing; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: requirements-dev.txt | deps
+	/usr/bin/python3 -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+image: deps
+	$(CDLAB) image
+
+demo: setup
+	$(CDLAB) --lab demo up storage --disk 8G
+	@echo
+	@echo "The lab storage host is up. Reach it with:"
+	@echo "  $(CDLAB) --lab demo ssh storage"
+	@$(CDLAB) --lab demo status | python3 -c 'import json,sys; \
+	  [print("  ssh -i %s -p %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@%s" \
+	   % (v["ssh_key"], v["ssh_port"], v["ssh_host"])) for v in json.load(sys.stdin)]'
+	@echo "Ansible inventory: .lab/demo/inventory.yml    Stop it: make demo-down"
+
+demo-down:
+	$(CDLAB) --lab demo destroy
+
+test: setup
+	tests/run-suite.sh
+
+test-unit: venv
+	$(BIN)/pytest -q
+
+sanity: venv
+	tests/ansible-test.sh sanity
+
+lint: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint
+	shellcheck lab/image/*.sh tests/*.sh .ci/run
+
+test-collection: venv
+	tests/collection-build.sh
+
+test-lab: setup
+	tests/run-suite.sh lab
+
+# One lab scenario, the inner loop for lab work: make scenario S=lio_smoke
+scenario: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $(S)
+
+clean:
+	-$(CDLAB) --lab demo destroy
+	rm -rf build .lab *.tar.gz
