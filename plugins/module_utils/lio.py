@@ -12,6 +12,7 @@ once.
 
 from __future__ import annotations
 
+import json
 import os
 import traceback
 
@@ -238,3 +239,33 @@ def gather(root, targets=None):
                                        key=lambda so: (so['plugin'], so['name']))
     result['targets'] = sorted((target_info(t) for t in found), key=lambda t: (t['fabric'], t['wwn']))
     return result
+
+
+def save_config(root, path=None):
+    """Write the running configuration to the save file restored at boot.
+
+    rtslib's save_to_file() copies its temporary file over the old one, so a
+    crash mid-copy can leave a truncated file and no targets at the next boot.
+    This writes a temporary file (0600: it holds CHAP secrets), fsyncs it and
+    renames it over the old one, then fsyncs the directory.
+    """
+    path = path or default_save_file(root)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    data = json.dumps(root.dump(), sort_keys=True, indent=2) + '\n'
+    tmp = '%s.%d.tmp' % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by umask; be explicit
+        os.write(fd, data.encode('utf-8'))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    dirfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+    return path

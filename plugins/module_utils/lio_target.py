@@ -1,0 +1,360 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) clusterducks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Declarative iSCSI targets on LIO: validate, read, diff and converge.
+
+A declared target is one TPG (tag 1) with portals, LUNs (each a vDisk's
+backstore), initiator ACLs with CHAP / mutual CHAP and their mapped LUNs, and
+TPG attributes and parameters. ``converge()`` walks the declared and live
+target once and either lists what differs (check mode) or changes exactly
+that, so the plan shown and the change made can never disagree. Everything
+not declared (portals, LUNs, ACLs, mappings) is removed; attributes and
+parameters not declared are left as they are.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_backstore
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import (
+    ValidationError,
+    check_chap,
+    check_iqn,
+    check_name,
+    check_port,
+)
+
+TPG_TAG = 1
+MAX_LUN = 255
+HIDDEN = '********'
+
+# TPG attributes and RFC 3720 parameters of the iSCSI fabric (Linux 6.1).
+TPG_ATTRIBUTES = frozenset((
+    'authentication', 'cache_dynamic_acls', 'default_cmdsn_depth', 'default_erl', 'demo_mode_discovery',
+    'demo_mode_write_protect', 'fabric_prot_type', 'generate_node_acls', 'login_keys_workaround',
+    'login_timeout', 'netif_timeout', 'prod_mode_write_protect', 't10_pi', 'tpg_enabled_sendtargets',
+))
+TPG_PARAMETERS = frozenset((
+    'AuthMethod', 'DataDigest', 'DataPDUInOrder', 'DataSequenceInOrder', 'DefaultTime2Retain',
+    'DefaultTime2Wait', 'ErrorRecoveryLevel', 'FirstBurstLength', 'HeaderDigest', 'IFMarkInt', 'IFMarker',
+    'ImmediateData', 'InitialR2T', 'MaxBurstLength', 'MaxConnections', 'MaxOutstandingR2T',
+    'MaxRecvDataSegmentLength', 'MaxXmitDataSegmentLength', 'OFMarkInt', 'OFMarker', 'TargetAlias',
+))
+
+
+def _value(value):
+    """configfs speaks strings: True -> '1', 3260 -> '3260'."""
+    if isinstance(value, bool):
+        return '1' if value else '0'
+    return str(value)
+
+
+def _chap(entry, key, what):
+    cred = entry.get(key)
+    if not cred:
+        return None
+    if not isinstance(cred, dict) or set(cred) != {'userid', 'password'}:
+        raise ValidationError('%s: %s needs exactly userid and password' % (what, key))
+    check_chap(cred['userid'], cred['password'], '%s %s' % (what, key))
+    return {'userid': cred['userid'], 'password': cred['password']}
+
+
+def normalize(spec):
+    """Validate one declared target and return it in the canonical form ``read()`` returns."""
+    iqn = check_iqn(spec.get('iqn'), 'target IQN')
+    what = 'target %s' % iqn
+
+    portals = []
+    for p in spec.get('portals') or [{'ip': '0.0.0.0', 'port': 3260}]:
+        try:
+            ip = str(ipaddress.ip_address(p.get('ip')))
+        except ValueError:
+            raise ValidationError('%s: portal address %r is not an IP address' % (what, p.get('ip')))
+        portal = {'ip': ip, 'port': check_port(p.get('port') or 3260, '%s portal port' % what)}
+        if portal in portals:
+            raise ValidationError('%s: portal %s:%d is listed twice' % (what, ip, portal['port']))
+        portals.append(portal)
+
+    luns, lun_ids, vdisks = [], set(), set()
+    for entry in spec.get('luns') or []:
+        lun = entry.get('lun')
+        if isinstance(lun, bool) or not isinstance(lun, int) or not 0 <= lun <= MAX_LUN:
+            raise ValidationError('%s: LUN id %r must be a number from 0 to %d' % (what, lun, MAX_LUN))
+        if lun in lun_ids:
+            raise ValidationError('%s: LUN id %d is used twice' % (what, lun))
+        vdisk = check_name(entry.get('vdisk'), '%s LUN %d vDisk' % (what, lun))
+        if vdisk in vdisks:
+            raise ValidationError('%s: vDisk %s is exported twice' % (what, vdisk))
+        lun_ids.add(lun)
+        vdisks.add(vdisk)
+        luns.append({'lun': lun, 'vdisk': vdisk})
+
+    initiators, seen = [], set()
+    for entry in spec.get('initiators') or []:
+        node = check_iqn(entry.get('iqn'), '%s initiator IQN' % what)
+        if node in seen:
+            raise ValidationError('%s: initiator %s is listed twice' % (what, node))
+        seen.add(node)
+        who = '%s initiator %s' % (what, node)
+        chap = _chap(entry, 'chap', who)
+        mutual = _chap(entry, 'mutual_chap', who)
+        if mutual and not chap:
+            raise ValidationError('%s: mutual_chap needs chap too (the target answers a challenge only after '
+                                  'the initiator has answered its own)' % who)
+        if mutual and mutual['password'] == chap['password']:
+            raise ValidationError('%s: the mutual CHAP secret must differ from the CHAP secret (RFC 7143)' % who)
+        mapped = entry.get('luns')
+        mapped = sorted(lun_ids) if mapped is None else sorted(set(mapped))
+        unknown = [m for m in mapped if m not in lun_ids]
+        if unknown:
+            raise ValidationError('%s: maps LUN %s, which the target does not have' % (who, unknown[0]))
+        initiators.append({'iqn': node, 'chap': chap, 'mutual_chap': mutual, 'luns': mapped,
+                           'write_protect': bool(entry.get('write_protect', False))})
+    with_chap = [i['iqn'] for i in initiators if i['chap']]
+    if with_chap and len(with_chap) != len(initiators):
+        raise ValidationError('%s: CHAP is on for some initiators and off for others; LIO enforces it per '
+                              'target (attribute authentication), so give every initiator CHAP or none' % what)
+
+    attributes = {'generate_node_acls': '0', 'cache_dynamic_acls': '0', 'demo_mode_write_protect': '1',
+                  'authentication': '1' if with_chap else '0'}
+    for name, value in (spec.get('attributes') or {}).items():
+        if name not in TPG_ATTRIBUTES:
+            raise ValidationError('%s: unknown TPG attribute %r (known: %s)' % (what, name, ', '.join(sorted(TPG_ATTRIBUTES))))
+        attributes[name] = _value(value)
+    parameters = {}
+    for name, value in (spec.get('parameters') or {}).items():
+        if name not in TPG_PARAMETERS:
+            raise ValidationError('%s: unknown TPG parameter %r (known: %s)' % (what, name, ', '.join(sorted(TPG_PARAMETERS))))
+        parameters[name] = _value(value)
+
+    return {
+        'iqn': iqn,
+        'portals': sorted(portals, key=lambda p: (p['ip'], p['port'])),
+        'luns': sorted(luns, key=lambda x: x['lun']),
+        'initiators': sorted(initiators, key=lambda i: i['iqn']),
+        'attributes': attributes,
+        'parameters': parameters,
+    }
+
+
+def lookup(iqn):
+    return lio.lookup_target(iqn)
+
+
+def _tpg(target):
+    for tpg in target.tpgs:
+        if tpg.tag == TPG_TAG:
+            return tpg
+    return None
+
+
+def _cred(obj, userid, password):
+    user = getattr(obj, userid)
+    return {'userid': user, 'password': getattr(obj, password)} if user else None
+
+
+def read(target, keys):
+    """The live target in canonical form; attributes/parameters only for the names in ``keys``."""
+    tpg = _tpg(target)
+    if tpg is None:
+        return {'iqn': target.wwn, 'portals': [], 'luns': [], 'initiators': [], 'attributes': {},
+                'parameters': {}}
+    initiators = []
+    for acl in tpg.node_acls:
+        mapped = list(acl.mapped_luns)
+        initiators.append({
+            'iqn': acl.node_wwn,
+            'chap': _cred(acl, 'chap_userid', 'chap_password'),
+            'mutual_chap': _cred(acl, 'chap_mutual_userid', 'chap_mutual_password'),
+            # A mapping under another number than its LUN reads as a different one.
+            'luns': sorted(m.mapped_lun if m.tpg_lun.lun == m.mapped_lun else -1 - m.mapped_lun for m in mapped),
+            'write_protect': any(m.write_protect for m in mapped),
+        })
+    return {
+        'iqn': target.wwn,
+        'portals': sorted(({'ip': p.ip_address, 'port': p.port} for p in tpg.network_portals),
+                          key=lambda p: (p['ip'], p['port'])),
+        'luns': sorted(({'lun': lun.lun, 'vdisk': lun.storage_object.name if lun.storage_object.plugin == 'fileio'
+                         else '%s/%s' % (lun.storage_object.plugin, lun.storage_object.name)}
+                        for lun in tpg.luns), key=lambda x: x['lun']),
+        'initiators': sorted(initiators, key=lambda i: i['iqn']),
+        'attributes': {k: tpg.get_attribute(k) for k in sorted(keys['attributes'])},
+        'parameters': {k: tpg.get_parameter(k) for k in sorted(keys['parameters'])},
+    }
+
+
+def masked(state, reference=None):
+    """``state`` with CHAP secrets hidden; a secret that differs from ``reference``'s is marked changed."""
+    if state is None:
+        return None
+    ref = {i['iqn']: i for i in (reference or {}).get('initiators', [])}
+    out = dict(state, initiators=[])
+    for init in state['initiators']:
+        shown = dict(init)
+        for key in ('chap', 'mutual_chap'):
+            cred = init[key]
+            if cred:
+                old = (ref.get(init['iqn']) or {}).get(key)
+                changed = reference is not None and (not old or old['password'] != cred['password'])
+                shown[key] = {'userid': cred['userid'], 'password': HIDDEN + (' (changed)' if changed else '')}
+        out['initiators'].append(shown)
+    return out
+
+
+def check_vdisks(desired):
+    """Every LUN must name an existing vDisk backstore."""
+    for lun in desired['luns']:
+        if lio_backstore.lookup(lun['vdisk']) is None:
+            raise ValidationError('target %s LUN %d: unknown vDisk %s (create it with clusterducks.vdisk.vdisk first)'
+                                  % (desired['iqn'], lun['lun'], lun['vdisk']))
+
+
+def converge(desired, current, dry_run):
+    """Bring the live target from ``current`` (None: absent) to ``desired``.
+
+    Returns the list of actions (descriptions without secrets). With
+    ``dry_run`` nothing is changed. Additions and changes come before removals,
+    so a failure part-way leaves nothing declared missing.
+    """
+    actions = []
+    rtslib = lio.rtslib
+    iqn = desired['iqn']
+
+    def act(text, fn=None):
+        actions.append(text)
+        if not dry_run and fn is not None:
+            return fn()
+        return None
+
+    target = tpg = None
+    if current is None:
+        act('create target %s' % iqn)
+        if not dry_run:
+            target = rtslib.Target(rtslib.FabricModule('iscsi'), iqn, mode='create')
+            tpg = rtslib.TPG(target, TPG_TAG, mode='create')
+        current = {'portals': [], 'luns': [], 'initiators': [], 'attributes': {}, 'parameters': {}}
+    elif not dry_run:
+        target = lookup(iqn)
+        tpg = _tpg(target) or rtslib.TPG(target, TPG_TAG, mode='create')
+
+    # Portals.
+    for portal in desired['portals']:
+        if portal not in current['portals']:
+            act('add portal %s:%d' % (portal['ip'], portal['port']),
+                lambda p=portal: rtslib.NetworkPortal(tpg, p['ip'], p['port'], mode='create'))
+
+    # LUNs: a LUN id pointing at another vDisk is replaced.
+    live_luns = {x['lun']: x['vdisk'] for x in current['luns']}
+    for lun in desired['luns']:
+        have = live_luns.get(lun['lun'])
+        if have == lun['vdisk']:
+            continue
+        if have is not None:
+            act('remove LUN %d (%s) to replace it' % (lun['lun'], have),
+                lambda n=lun['lun']: rtslib.LUN(tpg, n).delete())
+        act('add LUN %d: vDisk %s' % (lun['lun'], lun['vdisk']),
+            lambda x=lun: rtslib.LUN(tpg, x['lun'], lio_backstore.lookup(x['vdisk'])))
+
+    # Initiators: ACL, CHAP, mutual CHAP, mapped LUNs.
+    live_acls = {i['iqn']: i for i in current['initiators']}
+    replaced = {x['lun'] for x in desired['luns'] if live_luns.get(x['lun']) not in (None, x['vdisk'])}
+    for init in desired['initiators']:
+        node = init['iqn']
+        have = live_acls.get(node)
+        if have is None:
+            act('add initiator %s' % node, lambda n=node: rtslib.NodeACL(tpg, n, mode='create'))
+            have = {'chap': None, 'mutual_chap': None, 'luns': [], 'write_protect': False}
+
+        def acl(n=node):
+            return rtslib.NodeACL(tpg, n, mode='lookup')
+
+        for key, user_attr, pass_attr in (('chap', 'chap_userid', 'chap_password'),
+                                          ('mutual_chap', 'chap_mutual_userid', 'chap_mutual_password')):
+            want, got = init[key], have[key]
+            if want == got:
+                continue
+            label = 'mutual CHAP' if key == 'mutual_chap' else 'CHAP'
+            act(('set %s for %s' if want else 'remove %s for %s') % (label, node),
+                lambda w=want, u=user_attr, p=pass_attr: _set_cred(acl(), u, p, w))
+        # Mappings removed with a replaced LUN come back here.
+        live_mapped = set(m for m in have['luns'] if m not in replaced)
+        for m in init['luns']:
+            if m not in live_mapped:
+                act('map LUN %d for %s%s' % (m, node, ' (read-only)' if init['write_protect'] else ''),
+                    lambda m=m, wp=init['write_protect']: rtslib.MappedLUN(acl(), m, m, wp))
+            elif have['write_protect'] != init['write_protect']:
+                act('set LUN %d %s for %s' % (m, 'read-only' if init['write_protect'] else 'read-write', node),
+                    lambda m=m, wp=init['write_protect']: setattr(rtslib.MappedLUN(acl(), m), 'write_protect', wp))
+        for m in sorted(live_mapped - set(init['luns'])):
+            act('unmap LUN %d for %s' % (m if m >= 0 else -1 - m, node),
+                lambda m=m: rtslib.MappedLUN(acl(), m if m >= 0 else -1 - m).delete())
+
+    # Attributes and parameters: only the declared (and defaulted) ones.
+    for name, value in sorted(desired['attributes'].items()):
+        if current['attributes'].get(name) != value:
+            act('set attribute %s=%s' % (name, value), lambda n=name, v=value: tpg.set_attribute(n, v))
+    for name, value in sorted(desired['parameters'].items()):
+        if current['parameters'].get(name) != value:
+            act('set parameter %s=%s' % (name, value), lambda n=name, v=value: tpg.set_parameter(n, v))
+
+    # Removals last.
+    for node in sorted(set(live_acls) - set(i['iqn'] for i in desired['initiators'])):
+        act('remove initiator %s' % node, lambda n=node: rtslib.NodeACL(tpg, n, mode='lookup').delete())
+    wanted_luns = set(x['lun'] for x in desired['luns'])
+    for n in sorted(set(live_luns) - wanted_luns):
+        act('remove LUN %d (%s)' % (n, live_luns[n]), lambda n=n: rtslib.LUN(tpg, n).delete())
+    for portal in current['portals']:
+        if portal not in desired['portals']:
+            act('remove portal %s:%d' % (portal['ip'], portal['port']),
+                lambda p=portal: rtslib.NetworkPortal(tpg, p['ip'], p['port'], mode='lookup').delete())
+
+    if not dry_run and not tpg.enable:
+        tpg.enable = True
+    return actions
+
+
+def _set_cred(acl, user_attr, pass_attr, cred):
+    setattr(acl, user_attr, cred['userid'] if cred else '')
+    setattr(acl, pass_attr, cred['password'] if cred else '')
+
+
+def delete(iqn, dry_run):
+    """Remove a target with its TPGs, LUNs and ACLs (the vDisks stay)."""
+    if not dry_run:
+        lookup(iqn).delete()
+    return ['delete target %s' % iqn]
+
+
+# Discovery authentication is one setting of the iSCSI fabric, for all targets.
+
+def read_discovery(fabric):
+    return {
+        'enabled': bool(fabric.discovery_enable_auth),
+        'chap': _cred(fabric, 'discovery_userid', 'discovery_password'),
+        'mutual_chap': _cred(fabric, 'discovery_mutual_userid', 'discovery_mutual_password'),
+    }
+
+
+def normalize_discovery(spec):
+    chap = _chap(spec, 'chap', 'discovery_auth')
+    mutual = _chap(spec, 'mutual_chap', 'discovery_auth')
+    enabled = bool(spec.get('enabled', True))
+    if enabled and not chap:
+        raise ValidationError('discovery_auth: enabled needs chap credentials')
+    if mutual and not chap:
+        raise ValidationError('discovery_auth: mutual_chap needs chap too')
+    return {'enabled': enabled, 'chap': chap, 'mutual_chap': mutual}
+
+
+def converge_discovery(fabric, desired, current, dry_run):
+    if desired == current:
+        return []
+    if not dry_run:
+        fabric.discovery_enable_auth = False  # never enforce half-set credentials
+        _set_cred(fabric, 'discovery_userid', 'discovery_password', desired['chap'])
+        _set_cred(fabric, 'discovery_mutual_userid', 'discovery_mutual_password', desired['mutual_chap'])
+        fabric.discovery_enable_auth = desired['enabled']
+    return ['set discovery authentication (%s)' % ('on' if desired['enabled'] else 'off')]

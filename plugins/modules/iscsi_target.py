@@ -1,0 +1,410 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) clusterducks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: iscsi_target
+short_description: Manage iSCSI targets on LIO declaratively - portals, LUNs, initiators, CHAP, TPG settings
+version_added: 0.1.0
+description:
+  - Converges whole iSCSI targets on a Linux LIO storage host through rtslib-fb, without C(targetcli).
+  - A target has one TPG (tag 1) with network portals, LUNs that export vDisks (see M(clusterducks.vdisk.vdisk)),
+    initiator ACLs with CHAP and mutual CHAP credentials and the LUNs each initiator sees, and TPG attributes and
+    parameters.
+  - Whatever differs from the declaration is added, changed or removed - portals, LUNs, initiators and mapped LUNs
+    that are not declared are removed. Declared attributes and parameters are set; undeclared ones are left as
+    they are.
+  - ACLs are always enforced (C(generate_node_acls=0)), so an initiator that is not declared cannot log in. When the
+    initiators have CHAP credentials, C(authentication=1) is set so that a wrong secret is refused.
+  - Many targets can be managed in one run with O(targets); the run makes one pass and saves LIO's configuration
+    once. Runs against one host are serialized with a lock; every change is saved atomically (mode 0600) to LIO's
+    save file, so targets come back by themselves when the storage host boots.
+  - Every input is validated before anything is changed. If a change fails part-way, the target is put back as it
+    was.
+author:
+  - clusterducks maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - clusterducks.vdisk.attributes
+  - clusterducks.vdisk.attributes.platform
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+options:
+  iqn:
+    description:
+      - IQN of one target (RFC 3720, for example V(iqn.2026-11.io.clusterducks:node01)). Mutually exclusive with
+        O(targets).
+    type: str
+  portals: &portals
+    description: Network portals the target listens on. Defaults to all addresses, port 3260.
+    type: list
+    elements: dict
+    suboptions:
+      ip:
+        description: An IPv4 or IPv6 address of the storage host, or V(0.0.0.0) for all.
+        type: str
+        required: true
+      port:
+        description: TCP port.
+        type: int
+        default: 3260
+  luns: &luns
+    description: LUNs of the target, each exporting one vDisk.
+    type: list
+    elements: dict
+    suboptions:
+      lun:
+        description: LUN id, 0 to 255, unique in the target.
+        type: int
+        required: true
+      vdisk:
+        description: Name of the vDisk (its LIO backstore) to export.
+        type: str
+        required: true
+  initiators: &initiators
+    description:
+      - The initiators allowed to log in (node ACLs).
+      - Give either every initiator of a target CHAP credentials, or none (LIO enforces authentication per target).
+    type: list
+    elements: dict
+    suboptions:
+      iqn:
+        description: The initiator's IQN.
+        type: str
+        required: true
+      chap:
+        description:
+          - CHAP credentials the initiator must present. The secret is 12 to 255 visible ASCII characters without
+            spaces, quotes or backslashes (RFC 7143 asks for at least 12; Windows' initiator takes at most 16).
+        type: dict
+        suboptions:
+          userid:
+            description: CHAP user name.
+            type: str
+            required: true
+          password:
+            description: CHAP secret.
+            type: str
+            required: true
+      mutual_chap:
+        description:
+          - Credentials the target presents to the initiator (mutual CHAP). Needs O(initiators[].chap); the secret
+            must differ from it.
+        type: dict
+        suboptions:
+          userid:
+            description: Mutual CHAP user name.
+            type: str
+            required: true
+          password:
+            description: Mutual CHAP secret.
+            type: str
+            required: true
+      luns:
+        description:
+          - The target's LUN ids this initiator sees, under the same numbers. Defaults to all of them.
+        type: list
+        elements: int
+      write_protect:
+        description: Map the LUNs read-only for this initiator.
+        type: bool
+        default: false
+  attributes: &attributes
+    description:
+      - TPG attributes (for example V(login_timeout), V(default_cmdsn_depth)). Unknown names are refused.
+      - C(generate_node_acls=0), C(cache_dynamic_acls=0) and C(demo_mode_write_protect=1) are set unless
+        declared; C(authentication) follows whether the initiators use CHAP.
+    type: dict
+  parameters: &parameters
+    description: TPG (RFC 3720) parameters, for example V(HeaderDigest), V(MaxRecvDataSegmentLength).
+    type: dict
+  state:
+    description:
+      - V(present) converges the target; V(absent) deletes it (never its vDisks).
+      - With O(targets), the default for items that do not set their own.
+    type: str
+    choices: [present, absent]
+    default: present
+  targets:
+    description:
+      - Many targets in one run (one pass over LIO, one save). Mutually exclusive with O(iqn).
+    type: list
+    elements: dict
+    suboptions:
+      iqn:
+        description: IQN of the target.
+        type: str
+        required: true
+      portals: *portals
+      luns: *luns
+      initiators: *initiators
+      attributes: *attributes
+      parameters: *parameters
+      state:
+        description: V(present) or V(absent); defaults to the module's O(state).
+        type: str
+        choices: [present, absent]
+  discovery_auth:
+    description:
+      - CHAP for SendTargets discovery. This is one setting of the iSCSI fabric, shared by all targets of the host;
+        it is only changed when given.
+    type: dict
+    suboptions:
+      enabled:
+        description: Require CHAP for discovery.
+        type: bool
+        default: true
+      chap:
+        description: Credentials initiators present for discovery.
+        type: dict
+        suboptions:
+          userid:
+            description: User name.
+            type: str
+            required: true
+          password:
+            description: Secret.
+            type: str
+            required: true
+      mutual_chap:
+        description: Credentials the target presents for discovery.
+        type: dict
+        suboptions:
+          userid:
+            description: User name.
+            type: str
+            required: true
+          password:
+            description: Secret.
+            type: str
+            required: true
+requirements:
+  - python3-rtslib-fb
+seealso:
+  - module: clusterducks.vdisk.vdisk
+  - module: clusterducks.vdisk.lio_info
+"""
+
+EXAMPLES = r"""
+- name: Export node01's vDisk to node01 only, with mutual CHAP
+  clusterducks.vdisk.iscsi_target:
+    iqn: iqn.2026-11.io.clusterducks:node01
+    portals:
+      - ip: 10.77.0.11
+    luns:
+      - lun: 0
+        vdisk: node01
+    initiators:
+      - iqn: iqn.2026-11.io.clusterducks:device.node01
+        chap:
+          userid: node01
+          password: "{{ vault_node01_chap }}"
+        mutual_chap:
+          userid: storage1
+          password: "{{ vault_node01_mutual_chap }}"
+    attributes:
+      login_timeout: 15
+
+- name: Many targets in one run (one pass, one save)
+  clusterducks.vdisk.iscsi_target:
+    targets: "{{ storage_targets }}"
+
+- name: Remove a target (its vDisks stay)
+  clusterducks.vdisk.iscsi_target:
+    iqn: iqn.2026-11.io.clusterducks:old
+    state: absent
+"""
+
+RETURN = r"""
+targets:
+  description: Every target the run was given, in order.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    iqn:
+      description: The target's IQN.
+      type: str
+      returned: always
+    state:
+      description: V(present) or V(absent).
+      type: str
+      returned: always
+    actions:
+      description: What was changed, or would be in check mode. Never contains secrets.
+      type: list
+      elements: str
+      returned: always
+      sample: [create target iqn.2026-11.io.clusterducks:node01, 'add portal 10.77.0.11:3260', 'add LUN 0: vDisk node01',
+               add initiator iqn.2026-11.io.clusterducks:device.node01, set CHAP for iqn.2026-11.io.clusterducks:device.node01]
+discovery_actions:
+  description: What was changed in discovery authentication.
+  returned: success
+  type: list
+  elements: str
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_target
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.locking import LockTimeout, host_lock
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import ValidationError
+
+CRED = {'type': 'dict', 'no_log': False, 'options': {
+    'userid': {'type': 'str', 'required': True},
+    'password': {'type': 'str', 'required': True, 'no_log': True},
+}}
+TARGET_KEYS = ('iqn', 'portals', 'luns', 'initiators', 'attributes', 'parameters', 'state')
+
+
+def requested(params):
+    if params['iqn'] is not None:
+        raw = [{k: params[k] for k in TARGET_KEYS}]
+    else:
+        raw = params['targets']
+    specs, seen = [], set()
+    for n, item in enumerate(raw, 1):
+        if not isinstance(item, dict):
+            raise ValidationError('targets item %d is not a dictionary' % n)
+        unknown = set(item) - set(TARGET_KEYS)
+        if unknown:
+            raise ValidationError('targets item %d: unknown keys %s' % (n, ', '.join(sorted(unknown))))
+        state = item.get('state') or params['state']
+        if state not in ('present', 'absent'):
+            raise ValidationError('targets item %d: state must be present or absent' % n)
+        if state == 'absent':
+            desired = {'iqn': lio_target.check_iqn(item.get('iqn'), 'target IQN')}
+        else:
+            desired = lio_target.normalize(item)
+        if desired['iqn'] in seen:
+            raise ValidationError('target %s is listed twice' % desired['iqn'])
+        seen.add(desired['iqn'])
+        specs.append((state, desired))
+    return specs
+
+
+def run_module():
+    cred = dict(CRED)
+    target_options = {
+        'portals': {'type': 'list', 'elements': 'dict', 'options': {
+            'ip': {'type': 'str', 'required': True}, 'port': {'type': 'int', 'default': 3260}}},
+        'luns': {'type': 'list', 'elements': 'dict', 'options': {
+            'lun': {'type': 'int', 'required': True}, 'vdisk': {'type': 'str', 'required': True}}},
+        'initiators': {'type': 'list', 'elements': 'dict', 'options': {
+            'iqn': {'type': 'str', 'required': True},
+            'chap': cred, 'mutual_chap': cred,
+            'luns': {'type': 'list', 'elements': 'int'},
+            'write_protect': {'type': 'bool', 'default': False}}},
+        'attributes': {'type': 'dict'},
+        'parameters': {'type': 'dict'},
+    }
+    item_options = dict(target_options, iqn={'type': 'str', 'required': True},
+                        state={'type': 'str', 'choices': ['present', 'absent']})
+    module = AnsibleModule(
+        argument_spec=dict(
+            target_options,
+            iqn={'type': 'str'},
+            state={'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
+            targets={'type': 'list', 'elements': 'dict', 'options': item_options},
+            discovery_auth={'type': 'dict', 'options': {
+                'enabled': {'type': 'bool', 'default': True}, 'chap': cred, 'mutual_chap': cred}},
+        ),
+        mutually_exclusive=[('iqn', 'targets')],
+        required_one_of=[('iqn', 'targets', 'discovery_auth')],
+        supports_check_mode=True,
+    )
+    if not lio.HAS_RTSLIB:
+        module.fail_json(msg=missing_required_lib('rtslib-fb') + ' On Debian, install python3-rtslib-fb.',
+                         exception=lio.RTSLIB_IMPORT_ERROR)
+    try:
+        specs = requested(module.params) if (module.params['iqn'] or module.params['targets']) else []
+        discovery = (lio_target.normalize_discovery(module.params['discovery_auth'])
+                     if module.params['discovery_auth'] else None)
+        root = lio.open_root()
+        with host_lock():
+            result = converge(module, root, specs, discovery)
+    except (ValidationError, lio.LIOError, LockTimeout) as exc:
+        module.fail_json(msg=str(exc))
+    except (lio.rtslib_errors()[0], OSError) as exc:
+        module.fail_json(msg='changing LIO failed (the targets were put back as they were): %s' % exc,
+                         exception=traceback.format_exc())
+    module.exit_json(**result)
+
+
+def converge(module, root, specs, discovery):
+    dry_run = module.check_mode
+    # Read and check everything before the first change.
+    plans = []
+    for state, desired in specs:
+        target = lio_target.lookup(desired['iqn'])
+        current = None
+        if target is not None and state == 'present':
+            current = lio_target.read(target, {'attributes': desired['attributes'], 'parameters': desired['parameters']})
+        if state == 'present':
+            lio_target.check_vdisks(desired)
+        plans.append((state, desired, target, current))
+
+    results, before, after = [], {}, {}
+    changed_lio = False
+    for state, desired, target, current in plans:
+        iqn = desired['iqn']
+        if state == 'absent':
+            actions = lio_target.delete(iqn, dry_run) if target is not None else []
+            if target is not None:
+                before[iqn] = lio_target.masked(lio_target.read(target, {'attributes': {}, 'parameters': {}}))
+        else:
+            actions = lio_target.converge(desired, current, dry_run=True)
+            if actions and not dry_run:
+                apply_or_restore(desired, current)
+            if actions:
+                before[iqn] = lio_target.masked(current)
+                after[iqn] = lio_target.masked(desired, current or {})
+        changed_lio = changed_lio or bool(actions)
+        results.append({'iqn': iqn, 'state': state, 'actions': actions})
+
+    discovery_actions = []
+    if discovery is not None:
+        fabric = lio.rtslib.FabricModule('iscsi')
+        current = lio_target.read_discovery(fabric)
+        discovery_actions = lio_target.converge_discovery(fabric, discovery, current, dry_run)
+        if discovery_actions:
+            before['discovery_auth'] = {'enabled': current['enabled']}
+            after['discovery_auth'] = {'enabled': discovery['enabled'], 'credentials': lio_target.HIDDEN}
+    changed = changed_lio or bool(discovery_actions)
+    if changed and not dry_run:
+        lio.save_config(root)
+    result = {'changed': changed, 'targets': results, 'discovery_actions': discovery_actions}
+    if module._diff:
+        result['diff'] = {'before': before, 'after': after}
+    return result
+
+
+def apply_or_restore(desired, current):
+    """Converge one target; if that fails, put it back as it was and re-raise."""
+    try:
+        lio_target.converge(desired, current, dry_run=False)
+    except BaseException:
+        target = lio_target.lookup(desired['iqn'])
+        if target is not None:
+            if current is None:
+                target.delete()
+            else:
+                keys = {'attributes': current['attributes'], 'parameters': current['parameters']}
+                lio_target.converge(current, lio_target.read(target, keys), dry_run=False)
+        raise
+
+
+def main():
+    run_module()
+
+
+if __name__ == '__main__':
+    main()
