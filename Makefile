@@ -73,7 +73,7 @@ sanity: venv
 
 lint: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint
-	shellcheck lab/image/*.sh tests/*.sh .ci/run
+	shellcheck lab/image/*.sh tests/*.sh benchmarks/*/*.sh .ci/run
 
 test-collection: venv
 	tests/collection-build.sh

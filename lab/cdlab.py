@@ -283,7 +283,7 @@ class VM:
     def save_conf(self, conf):
         write_json(self.conf_path, conf)
 
-    def define(self, image, memory, cpus, disks, ephemeral, storage_ip):
+    def define(self, image, memory, cpus, disks, ephemeral, storage_ip, forwards=()):
         """Create the VM's files once; an existing VM keeps its definition."""
         if self.exists:
             return self.conf
@@ -301,6 +301,8 @@ class VM:
             "ephemeral": ephemeral,
             "storage_ip": storage_ip or "%s.%d" % (STORAGE_NET, FIRST_HOST + index),
             "ssh_port": free_port(),
+            # guest TCP port -> 127.0.0.1 port on the host (for services under test)
+            "forwards": {str(p): free_port() for p in forwards},
         }
         subprocess.run(
             ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
@@ -341,7 +343,10 @@ class VM:
         conf = self.conf
         if not port_is_free(conf["ssh_port"]):
             conf["ssh_port"] = free_port()
-            self.save_conf(conf)
+        for guest, host in conf.get("forwards", {}).items():
+            if not port_is_free(host):
+                conf["forwards"][guest] = free_port()
+        self.save_conf(conf)
         # A console log per boot: keep the previous one for post-mortems.
         if os.path.exists(self.file("console.log")):
             os.replace(self.file("console.log"), self.file("console.log.prev"))
@@ -421,6 +426,7 @@ class VM:
             "ssh_user": "root",
             "ssh_key": os.path.join(conf["image"], "id_ed25519"),
             "storage_ip": conf["storage_ip"],
+            "forwards": {int(g): h for g, h in conf.get("forwards", {}).items()},
             "ephemeral": conf["ephemeral"],
             "disks": ["/dev/disk/by-id/virtio-cdlab-disk%d" % n
                       for n in range(1, len(conf["disks"]) + 1)],
@@ -463,9 +469,11 @@ def qemu_command(conf, vm_dir, mcast_port, accel):
             % (n, join(vm_dir, "disk%d.raw" % n)),
             "-device", "virtio-blk-pci,drive=disk%d,serial=cdlab-disk%d" % (n, n),
         ]
+    hostfwd = "".join(",hostfwd=tcp:127.0.0.1:%d-:%s" % (host, guest)
+                      for guest, host in sorted(conf.get("forwards", {}).items()))
     cmd += [
-        # Management: user-mode net that reaches nothing but the SSH forward.
-        "-netdev", "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22" % conf["ssh_port"],
+        # Management: user-mode net that reaches nothing but the forwards.
+        "-netdev", "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22%s" % (conf["ssh_port"], hostfwd),
         "-device", "virtio-net-pci,netdev=mgmt,mac=52:54:00:00:%02x:01,addr=0x10,romfile="
         % (idx % 256),
         # Storage: a multicast hub on loopback shared by the lab's VMs only.
@@ -525,6 +533,7 @@ def inventory(lab):
             "ansible_python_interpreter": "/usr/bin/python3",
             "cdlab_storage_ip": d["storage_ip"],
             "cdlab_disks": d["disks"],
+            "cdlab_forwards": d["forwards"],
         }
     return {"all": {"children": {"cdlab_%s" % lab.name.replace("-", "_"): {"hosts": hosts}}}}
 
@@ -587,7 +596,7 @@ def define_vms(args):
         for name in args.names:
             vm = lab.vm(name)
             vm.define(image, args.memory, args.cpus, args.disk, args.ephemeral,
-                      args.storage_ip if len(args.names) == 1 else None)
+                      args.storage_ip if len(args.names) == 1 else None, args.forward)
             vms.append(vm)
     return lab, vms
 
@@ -705,6 +714,8 @@ def main(argv=None):
         s.add_argument("--ephemeral", action="store_true",
                        help="non-persistent root disk: writes are lost at power-off")
         s.add_argument("--storage-ip", help="eth1 address (default: %s.<11+n>)" % STORAGE_NET)
+        s.add_argument("--forward", type=int, action="append", default=[], metavar="GUEST_PORT",
+                       help="also forward this guest TCP port to a free 127.0.0.1 port (repeatable)")
         s.add_argument("--timeout", type=int, default=300)
         s.set_defaults(func=func)
 

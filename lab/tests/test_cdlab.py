@@ -133,6 +133,12 @@ def test_ephemeral_root_discards_writes_and_persistent_does_not():
     assert data and not any("snapshot" in d for d in data)
 
 
+def test_extra_forwards_are_on_loopback_too():
+    cmd = cdlab.qemu_command(conf(forwards={"8443": 41000}), "/vm", 47001, "tcg")
+    assert option(cmd, "-netdev")[0] == (
+        "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22,hostfwd=tcp:127.0.0.1:41000-:8443")
+
+
 def test_networks_stay_on_loopback():
     cmd = cdlab.qemu_command(conf(), "/vm", 47001, "tcg")
     mgmt, storage = option(cmd, "-netdev")
