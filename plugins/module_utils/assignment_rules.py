@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) clusterducks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Assignment rules from the seed's 'Assignment Properties' dialog.
+
+This file exists twice, byte for byte: as the storage API's
+``vdisk_api/rules.py`` (authoritative, on the storage host) and as the
+collection's ``plugins/module_utils/assignment_rules.py`` (so modules can
+refuse bad input before any request). A unit test fails if they differ.
+Standard library only, Python 3.8+ (module_utils run on managed hosts).
+"""
+
+from __future__ import annotations
+
+import re
+
+# Hostname-like: '_' is not allowed because the default initiator IQN embeds
+# the device id and IQNs (RFC 3722) have no '_'. No '/', no SQL/shell
+# metacharacters, so ids are safe in URLs, logs and shell.
+DEVICE_RE = re.compile(r'^[a-z0-9][a-z0-9.-]{0,62}$')
+# vDisk names are pool directory and LIO storage object names.
+VDISK_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$')
+# iqn.YYYY-MM.reversed.domain[:anything printable without spaces or quotes]
+IQN_RE = re.compile(r'^iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9][a-z0-9.-]*(:[A-Za-z0-9._:-]+)?$')
+# Path components the initramfs handles in plain sh without quoting surprises.
+_COMPONENT_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9._-]*$')
+MAX_PATH = 255
+MAX_MOUNTS = 32
+MAX_PARTITION = 128
+
+DEFAULT_IQN_PREFIX = 'iqn.2024-01.org.clusterducks.device'
+
+
+class RuleError(ValueError):
+    """Invalid assignment input; ``field`` names the offending option."""
+
+    def __init__(self, message, field=None):
+        super(RuleError, self).__init__(message)
+        self.field = field
+
+
+def check_device(device):
+    if not isinstance(device, str) or not DEVICE_RE.match(device):
+        raise RuleError('device id %r is invalid: use 1-63 characters a-z, 0-9, "." and "-", '
+                        'starting with a letter or digit' % (device,), 'device')
+    return device
+
+
+def check_vdisk(name):
+    if not isinstance(name, str) or not VDISK_RE.match(name):
+        raise RuleError('vDisk name %r is invalid: use 1-63 characters A-Z, a-z, 0-9, ".", "_" and "-", '
+                        'starting with a letter or digit' % (name,), 'vdisk')
+    return name
+
+
+def check_iqn(iqn, field):
+    if not isinstance(iqn, str) or len(iqn) > 223 or not IQN_RE.match(iqn):
+        raise RuleError('%s %r is not a valid iSCSI qualified name (iqn.YYYY-MM.domain[:name])' % (field, iqn), field)
+    return iqn
+
+
+def default_initiator_iqn(device, prefix=DEFAULT_IQN_PREFIX):
+    """The initiator IQN a device uses unless one is given: a shared golden
+    image cannot carry one per device, so it learns this one at boot."""
+    return '%s:%s' % (prefix, device)
+
+
+def _components(path, field, absolute):
+    if not isinstance(path, str) or not path:
+        raise RuleError('%s must be a non-empty string' % field, field)
+    if len(path) > MAX_PATH:
+        raise RuleError('%s is longer than %d characters' % (field, MAX_PATH), field)
+    if absolute and not path.startswith('/'):
+        raise RuleError('%s %r must be an absolute path' % (field, path), field)
+    if not absolute and path.startswith('/'):
+        raise RuleError('%s %r must be relative, without the leading "/" (as in the seed: "data" mounts on /data)'
+                        % (field, path), field)
+    body = path[1:] if absolute else path
+    if body == '':
+        return []
+    parts = body.split('/')
+    for part in parts:
+        if part in ('.', '..'):
+            raise RuleError('%s %r must not contain "." or ".." components' % (field, path), field)
+        if part == '':
+            raise RuleError('%s %r must not contain empty components ("//" or a trailing "/")' % (field, path), field)
+        if not _COMPONENT_RE.match(part):
+            raise RuleError('%s %r: components may only use A-Z, a-z, 0-9, ".", "_" and "-"' % (field, path), field)
+    return parts
+
+
+def _inside(parts, parent):
+    """True if path ``parts`` is ``parent`` or below it."""
+    return parts[:len(parent)] == parent
+
+
+def normalize_mounts(mounts):
+    """Check the partition -> path map; return it with canonical string keys.
+
+    Keys are partition numbers as in sdbX, 0 for a whole-disk filesystem;
+    values are paths without the leading slash.
+    """
+    if mounts is None:
+        return {}
+    if not isinstance(mounts, dict):
+        raise RuleError('mounts must be a map of partition number to path', 'mounts')
+    if len(mounts) > MAX_MOUNTS:
+        raise RuleError('at most %d mounts are allowed' % MAX_MOUNTS, 'mounts')
+    result = {}
+    seen_paths = {}
+    for key, path in mounts.items():
+        text = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+        if not isinstance(text, str) or not text.isdigit() or not text.isascii():
+            raise RuleError('mounts key %r is not a partition number (the X in sdbX, 0 for the whole disk)'
+                            % (key,), 'mounts')
+        number = int(text)
+        if number > MAX_PARTITION:
+            raise RuleError('mounts key %r: partition numbers go up to %d' % (key, MAX_PARTITION), 'mounts')
+        canonical = str(number)
+        if canonical in result:
+            raise RuleError('mounts key %r repeats partition %d' % (key, number), 'mounts')
+        parts = _components(path, 'mounts[%s]' % canonical, absolute=False)
+        joined = '/'.join(parts)
+        if joined in seen_paths:
+            raise RuleError('mount path %r is used by partitions %s and %s; paths must be unique'
+                            % (joined, seen_paths[joined], canonical), 'mounts')
+        seen_paths[joined] = canonical
+        result[canonical] = joined
+    if '0' in result and len(result) > 1:
+        raise RuleError('mounts: partition 0 means a whole-disk filesystem, which excludes partitions 1..N',
+                        'mounts')
+    return dict(sorted(result.items(), key=lambda kv: (kv[1].count('/'), kv[1])))
+
+
+def _mount_of(parts, mount_parts):
+    """The partition key whose mountpoint holds ``parts`` (deepest wins)."""
+    best = None
+    for key, mparts in mount_parts.items():
+        if _inside(parts, mparts) and (best is None or len(mparts) > len(mount_parts[best])):
+            best = key
+    return best
+
+
+def normalize_overlay(overlay, mounts):
+    """Check overlayfs settings against the (normalized) mounts."""
+    overlay = dict(overlay or {})
+    unknown = set(overlay) - {'enabled', 'lower', 'upper', 'work'}
+    if unknown:
+        raise RuleError('overlayfs has unknown keys: %s' % ', '.join(sorted(unknown)), 'overlayfs')
+    enabled = overlay.get('enabled', False)
+    if not isinstance(enabled, bool):
+        raise RuleError('overlayfs.enabled must be a boolean', 'overlayfs')
+    lower = overlay.get('lower') or '/'
+    result = {'enabled': enabled, 'lower': lower, 'upper': overlay.get('upper'), 'work': overlay.get('work')}
+    _components(lower, 'overlayfs.lower', absolute=True)
+    paths = {}
+    for name in ('upper', 'work'):
+        if result[name] is not None:
+            paths[name] = _components(result[name], 'overlayfs.' + name, absolute=True)
+    if not enabled:
+        return result
+    for name in ('upper', 'work'):
+        if name not in paths:
+            raise RuleError('overlayfs.%s is required when overlayfs is enabled' % name, 'overlayfs')
+    mount_parts = dict((key, path.split('/')) for key, path in mounts.items())
+    owners = {}
+    for name in ('upper', 'work'):
+        owner = _mount_of(paths[name], mount_parts)
+        if owner is None:
+            raise RuleError('overlayfs.%s %r is not on a mounted vDisk path (mounts: %s)'
+                            % (name, result[name], ', '.join('/' + p for p in mounts.values()) or 'none'),
+                            'overlayfs')
+        if paths[name] == mount_parts[owner]:
+            raise RuleError('overlayfs.%s %r must be a directory below the mountpoint, not the mountpoint itself'
+                            % (name, result[name]), 'overlayfs')
+        owners[name] = owner
+    if owners['upper'] != owners['work']:
+        raise RuleError('overlayfs.upper %r and overlayfs.work %r must be on the same filesystem '
+                        '(they are on partitions %s and %s); overlayfs requires it'
+                        % (result['upper'], result['work'], owners['upper'], owners['work']), 'overlayfs')
+    if _inside(paths['upper'], paths['work']) or _inside(paths['work'], paths['upper']):
+        raise RuleError('overlayfs.upper %r and overlayfs.work %r must not be inside one another'
+                        % (result['upper'], result['work']), 'overlayfs')
+    return result
+
+
+def check_partitions(mounts, vdisk):
+    """Every mounted partition must exist on the vDisk and carry a filesystem.
+
+    ``vdisk`` is the pool's metadata: {"name", "filesystem", "partitions": [{"number", "filesystem"}]}.
+    """
+    name = vdisk.get('name')
+    partitions = dict((int(p['number']), p) for p in vdisk.get('partitions') or [])
+    for key in mounts:
+        number = int(key)
+        if number == 0:
+            if partitions:
+                raise RuleError('mounts: vDisk %s is partitioned (partitions %s), so it has no whole-disk '
+                                'filesystem (key 0)' % (name, ', '.join(str(n) for n in sorted(partitions))),
+                                'mounts')
+            if (vdisk.get('filesystem') or 'none') == 'none':
+                raise RuleError('mounts: vDisk %s has no whole-disk filesystem (key 0)' % name, 'mounts')
+            continue
+        if number not in partitions:
+            raise RuleError('mounts: vDisk %s has no partition %d (it has: %s)'
+                            % (name, number, ', '.join(str(n) for n in sorted(partitions)) or 'none'), 'mounts')
+        if (partitions[number].get('filesystem') or 'none') == 'none':
+            raise RuleError('mounts: partition %d of vDisk %s has no filesystem' % (number, name), 'mounts')
+
+
+def normalize_assignment(data, iqn_prefix=DEFAULT_IQN_PREFIX):
+    """Validate an assignment document (without looking anything up).
+
+    Returns the canonical form: every key present, defaults filled in.
+    """
+    if not isinstance(data, dict):
+        raise RuleError('an assignment must be a JSON object')
+    allowed = {'device', 'vdisk', 'target', 'initiator_iqn', 'overlayfs', 'mounts', 'frozen'}
+    unknown = set(data) - allowed
+    if unknown:
+        raise RuleError('unknown assignment fields: %s' % ', '.join(sorted(unknown)))
+    device = check_device(data.get('device'))
+    if data.get('vdisk') is None:
+        raise RuleError('vdisk is required', 'vdisk')
+    vdisk = check_vdisk(data.get('vdisk'))
+    target = data.get('target')
+    if target is not None:
+        check_iqn(target, 'target')
+    initiator = data.get('initiator_iqn')
+    if initiator is None:
+        initiator = default_initiator_iqn(device, iqn_prefix)
+    check_iqn(initiator, 'initiator_iqn')
+    frozen = data.get('frozen', True)
+    if frozen is None:
+        frozen = True
+    if not isinstance(frozen, bool):
+        raise RuleError('frozen must be a boolean', 'frozen')
+    mounts = normalize_mounts(data.get('mounts'))
+    overlay = data.get('overlayfs')
+    if overlay is not None and not isinstance(overlay, dict):
+        raise RuleError('overlayfs must be an object', 'overlayfs')
+    overlay = normalize_overlay(overlay, mounts)
+    return {
+        'device': device,
+        'vdisk': vdisk,
+        'target': target,
+        'initiator_iqn': initiator,
+        'overlayfs': overlay,
+        'mounts': mounts,
+        'frozen': frozen,
+    }

@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) clusterducks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import assignment_rules as rules
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+
+
+def test_module_utils_copy_matches_the_service():
+    # The API (authoritative) and the modules (early checks) apply the same
+    # rules: the two copies must stay byte-identical.
+    with open(os.path.join(REPO, 'plugins', 'module_utils', 'assignment_rules.py'), 'rb') as handle:
+        ours = handle.read()
+    with open(os.path.join(REPO, 'roles', 'storage_api', 'files', 'vdisk_api', 'rules.py'), 'rb') as handle:
+        service = handle.read()
+    assert ours == service, 'copy roles/storage_api/files/vdisk_api/rules.py to plugins/module_utils/assignment_rules.py'
+
+
+def test_seed_example_normalizes():
+    record = rules.normalize_assignment({
+        'device': 'node01', 'vdisk': 'node01', 'mounts': {0: 'data'},
+        'overlayfs': {'enabled': True, 'upper': '/data/overlayfs', 'work': '/data/workdir'}})
+    assert record == {
+        'device': 'node01', 'vdisk': 'node01', 'target': None,
+        'initiator_iqn': 'iqn.2024-01.org.clusterducks.device:node01',
+        'overlayfs': {'enabled': True, 'lower': '/', 'upper': '/data/overlayfs', 'work': '/data/workdir'},
+        'mounts': {'0': 'data'}, 'frozen': True}
+
+
+def test_mounts_sorted_parents_first():
+    assert list(rules.normalize_mounts({'2': 'data/sub', '1': 'data', '3': 'aa'}).items()) == [
+        ('3', 'aa'), ('1', 'data'), ('2', 'data/sub')]
+
+
+@pytest.mark.parametrize('mounts', [{'1': '/data'}, {'1': 'a/../b'}, {'1': ''}, {'x': 'a'}, {'-1': 'a'},
+                                    {'1': 'a', '2': 'a'}, {'1': 'a b'}, {'1': 'a\nb'}, {'999': 'a'}, ['a']])
+def test_bad_mounts(mounts):
+    with pytest.raises(rules.RuleError):
+        rules.normalize_mounts(mounts)
+
+
+def test_nested_mounts_pick_the_deepest_filesystem():
+    mounts = rules.normalize_mounts({'1': 'data', '2': 'data/sub'})
+    rules.normalize_overlay({'enabled': True, 'upper': '/data/sub/u', 'work': '/data/sub/w'}, mounts)
+    with pytest.raises(rules.RuleError, match='same filesystem'):
+        rules.normalize_overlay({'enabled': True, 'upper': '/data/sub/u', 'work': '/data/w'}, mounts)
+
+
+def test_disabled_overlay_needs_no_upper():
+    assert rules.normalize_overlay({'enabled': False}, {})['upper'] is None
+
+
+def test_partitions_against_metadata():
+    vdisk = {'name': 'v', 'filesystem': 'none', 'partitions': [{'number': 1, 'filesystem': 'xfs'}]}
+    rules.check_partitions({'1': 'data'}, vdisk)
+    for mounts in ({'2': 'x'}, {'0': 'x'}):
+        with pytest.raises(rules.RuleError):
+            rules.check_partitions(mounts, vdisk)
+    rules.check_partitions({'0': 'data'}, {'name': 'w', 'filesystem': 'xfs', 'partitions': []})
+
+
+@pytest.mark.parametrize('device', ['node01', 'a', 'rack1-node.07'])
+def test_good_devices(device):
+    assert rules.check_device(device) == device
+
+
+@pytest.mark.parametrize('device', ['', 'Node', '-a', 'a/b', 'a_b', "a'", 'a' * 64, None, 5])
+def test_bad_devices(device):
+    with pytest.raises(rules.RuleError):
+        rules.check_device(device)
