@@ -43,6 +43,14 @@ UPSTREAM_SAVE_FILE = '/etc/target/saveconfig.json'
 _SECRET_MARKERS = ('password', 'secret')
 
 
+def require_rtslib(module):
+    """Fail the module with install advice when rtslib-fb cannot be imported."""
+    if not HAS_RTSLIB:
+        from ansible.module_utils.basic import missing_required_lib
+        module.fail_json(msg=missing_required_lib('rtslib-fb') + ' On Debian, install the python3-rtslib-fb package.',
+                         exception=RTSLIB_IMPORT_ERROR)
+
+
 class LIOError(Exception):
     """LIO is unavailable or rtslib failed; the message is user-facing."""
 

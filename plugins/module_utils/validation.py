@@ -110,3 +110,19 @@ def check_port(port, what='port'):
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValidationError('%s %r is not a TCP port' % (what, port))
     return port
+
+
+def resource_items(params, single, many, keys):
+    """The resources a run asks for: ``params[single]`` with the top-level keys, or the
+    dicts in ``params[many]``. Each item is checked to be a dict with known keys only."""
+    if params[single] is not None:
+        return [dict((k, params[k]) for k in keys)]
+    items = []
+    for n, item in enumerate(params[many], 1):
+        if not isinstance(item, dict):
+            raise ValidationError('%s item %d is not a dictionary' % (many, n))
+        unknown = set(item) - set(keys)
+        if unknown:
+            raise ValidationError('%s item %d: unknown keys %s' % (many, n, ', '.join(sorted(unknown))))
+        items.append(item)
+    return items

@@ -252,11 +252,11 @@ discovery_actions:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_target
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.locking import LockTimeout, host_lock
-from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import ValidationError
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import ValidationError, resource_items
 
 CRED = {'type': 'dict', 'no_log': False, 'options': {
     'userid': {'type': 'str', 'required': True},
@@ -266,17 +266,9 @@ TARGET_KEYS = ('iqn', 'portals', 'luns', 'initiators', 'attributes', 'parameters
 
 
 def requested(params):
-    if params['iqn'] is not None:
-        raw = [{k: params[k] for k in TARGET_KEYS}]
-    else:
-        raw = params['targets']
+    raw = resource_items(params, 'iqn', 'targets', TARGET_KEYS)
     specs, seen = [], set()
     for n, item in enumerate(raw, 1):
-        if not isinstance(item, dict):
-            raise ValidationError('targets item %d is not a dictionary' % n)
-        unknown = set(item) - set(TARGET_KEYS)
-        if unknown:
-            raise ValidationError('targets item %d: unknown keys %s' % (n, ', '.join(sorted(unknown))))
         state = item.get('state') or params['state']
         if state not in ('present', 'absent'):
             raise ValidationError('targets item %d: state must be present or absent' % n)
@@ -321,9 +313,7 @@ def run_module():
         required_one_of=[('iqn', 'targets', 'discovery_auth')],
         supports_check_mode=True,
     )
-    if not lio.HAS_RTSLIB:
-        module.fail_json(msg=missing_required_lib('rtslib-fb') + ' On Debian, install python3-rtslib-fb.',
-                         exception=lio.RTSLIB_IMPORT_ERROR)
+    lio.require_rtslib(module)
     try:
         specs = requested(module.params) if (module.params['iqn'] or module.params['targets']) else []
         discovery = (lio_target.normalize_discovery(module.params['discovery_auth'])

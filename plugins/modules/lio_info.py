@@ -216,7 +216,7 @@ lio:
               sample: {HeaderDigest: 'CRC32C,None', MaxConnections: '1'}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio
 
@@ -229,9 +229,7 @@ def main():
         supports_check_mode=True,
     )
 
-    if not lio.HAS_RTSLIB:
-        module.fail_json(msg=missing_required_lib('rtslib-fb') + ' On Debian, install the python3-rtslib-fb package.',
-                         exception=lio.RTSLIB_IMPORT_ERROR)
+    lio.require_rtslib(module)
 
     rtslib_error = lio.rtslib_errors()[0]
     try:

@@ -227,7 +227,7 @@ vdisks:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_backstore
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.locking import LockTimeout, host_lock
@@ -241,6 +241,7 @@ from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation impo
     check_name,
     format_size,
     parse_size,
+    resource_items,
 )
 
 ITEM_KEYS = ('name', 'size', 'filesystem', 'partitions', 'state', 'force')
@@ -250,17 +251,9 @@ PARTITION_SPEC = {'size': {'type': 'str'}, 'filesystem': {'type': 'str', 'choice
 
 def requested_items(params):
     """The vDisks asked for, each with every key, module-level defaults applied."""
-    if params['name'] is not None:
-        raw = [{k: params[k] for k in ITEM_KEYS}]
-    else:
-        raw = params['vdisks']
+    raw = resource_items(params, 'name', 'vdisks', ITEM_KEYS)
     items, seen = [], set()
     for n, item in enumerate(raw, 1):
-        if not isinstance(item, dict):
-            raise ValidationError('vdisks item %d is not a dictionary' % n)
-        unknown = set(item) - set(ITEM_KEYS)
-        if unknown:
-            raise ValidationError('vdisks item %d: unknown keys %s' % (n, ', '.join(sorted(unknown))))
         spec = {
             'name': check_name(item.get('name'), 'vDisk name'),
             'size': item.get('size'),
@@ -347,9 +340,7 @@ def run_module():
         required_one_of=[('name', 'vdisks')],
         supports_check_mode=True,
     )
-    if not lio.HAS_RTSLIB:
-        module.fail_json(msg=missing_required_lib('rtslib-fb') + ' On Debian, install python3-rtslib-fb.',
-                         exception=lio.RTSLIB_IMPORT_ERROR)
+    lio.require_rtslib(module)
 
     def run(argv):
         return module.run_command(argv)

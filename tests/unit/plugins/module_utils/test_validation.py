@@ -77,3 +77,14 @@ def test_chap_secret_rejected_without_echoing_it(secret):
 def test_chap_accepted():
     check_chap('node01', 'abcdefghijkl', 'x')
     check_chap('node01@site', '!#$%&()*+,-./:;<=>?@[]^_`{|}~', 'x')
+
+
+def test_resource_items_single_and_many():
+    from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import resource_items
+    keys = ('name', 'size')
+    assert resource_items({'name': 'a', 'size': '1G', 'many': None}, 'name', 'many', keys) == [{'name': 'a', 'size': '1G'}]
+    assert resource_items({'name': None, 'many': [{'name': 'b'}]}, 'name', 'many', keys) == [{'name': 'b'}]
+    with pytest.raises(ValidationError, match='many item 2: unknown keys colour'):
+        resource_items({'name': None, 'many': [{'name': 'b'}, {'colour': 1}]}, 'name', 'many', keys)
+    with pytest.raises(ValidationError, match='many item 1 is not a dictionary'):
+        resource_items({'name': None, 'many': ['b']}, 'name', 'many', keys)
