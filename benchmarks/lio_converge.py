@@ -29,7 +29,10 @@ VENV = os.path.join(REPO, ".venv", "bin")
 
 
 def sh(argv, **kw):
-    return subprocess.run(argv, check=True, text=True, capture_output=True, **kw).stdout
+    result = subprocess.run(argv, text=True, capture_output=True, **kw)
+    if result.returncode != 0:
+        sys.exit("benchmark step failed: %s\n%s\n%s" % (" ".join(argv), result.stdout[-3000:], result.stderr[-3000:]))
+    return result.stdout
 
 
 def ssh(cmd, stdin=None):
