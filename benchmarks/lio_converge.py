@@ -29,7 +29,7 @@ VENV = os.path.join(REPO, ".venv", "bin")
 
 
 def sh(argv, **kw):
-    result = subprocess.run(argv, text=True, capture_output=True, **kw)
+    result = subprocess.run(argv, text=True, capture_output=True, check=False, **kw)
     if result.returncode != 0:
         sys.exit("benchmark step failed: %s\n%s\n%s" % (" ".join(argv), result.stdout[-3000:], result.stderr[-3000:]))
     return result.stdout
