@@ -5,10 +5,10 @@
 
 """Assignment rules from the seed's 'Assignment Properties' dialog.
 
-This file exists twice, byte for byte: as the storage API's
-``vdisk_api/rules.py`` (authoritative, on the storage host) and as the
-collection's ``plugins/module_utils/assignment_rules.py`` (so modules can
-refuse bad input before any request). A unit test fails if they differ.
+One file serves both sides: the storage API imports it as
+``vdisk_api/rules.py`` (a link to this file, whose content the storage_api
+role installs; authoritative, on the storage host), and the modules import it
+from module_utils to refuse bad input before any request.
 Standard library only, Python 3.8+ (module_utils run on managed hosts).
 """
 

@@ -14,14 +14,14 @@ from ansible_collections.clusterducks.vdisk.plugins.module_utils import assignme
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 
-def test_module_utils_copy_matches_the_service():
+def test_the_service_uses_the_module_utils_rules():
     # The API (authoritative) and the modules (early checks) apply the same
-    # rules: the two copies must stay byte-identical.
-    with open(os.path.join(REPO, 'plugins', 'module_utils', 'assignment_rules.py'), 'rb') as handle:
-        ours = handle.read()
-    with open(os.path.join(REPO, 'roles', 'storage_api', 'files', 'vdisk_api', 'rules.py'), 'rb') as handle:
-        service = handle.read()
-    assert ours == service, 'copy roles/storage_api/files/vdisk_api/rules.py to plugins/module_utils/assignment_rules.py'
+    # rules from one file: the service's rules.py is a link to module_utils'
+    # (the role's copy follows it when it installs the service).
+    service = os.path.join(REPO, 'roles', 'storage_api', 'files', 'vdisk_api', 'rules.py')
+    assert os.path.islink(service)
+    assert os.path.realpath(service) == os.path.realpath(
+        os.path.join(REPO, 'plugins', 'module_utils', 'assignment_rules.py'))
 
 
 def test_seed_example_normalizes():
