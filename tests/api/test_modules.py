@@ -8,51 +8,22 @@ SQLite): check mode, diff mode, idempotence, client-side validation."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.clusterducks.vdisk.plugins.modules import assignment, device_token, storage_api_info
+from ansible_collections.clusterducks.vdisk.tests.unit.module_harness import ExitJson, FailJson, patch_module_args, raise_on_exit
 
 from apitest import ADMIN_TOKEN, PREFIX, T1
-
-try:
-    from ansible.module_utils.testing import patch_module_args  # ansible-core >= 2.19
-except ImportError:  # older ansible-core
-    @contextlib.contextmanager
-    def patch_module_args(args=None):
-        old = basic._ANSIBLE_ARGS
-        basic._ANSIBLE_ARGS = to_bytes(json.dumps({'ANSIBLE_MODULE_ARGS': args or {}}))
-        try:
-            yield
-        finally:
-            basic._ANSIBLE_ARGS = old
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
 
 
 @pytest.fixture(autouse=True)
 def module_exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    raise_on_exit(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
