@@ -399,7 +399,7 @@ def test_boot_record_json(service, admin):
     record = response.json()
     assert record == {
         'api_version': 1, 'device': 'node01', 'vdisk': 'node01', 'initiator_iqn': PREFIX + ':node01',
-        'target_iqn': T1, 'portals': ['10.77.0.10:3260'], 'lun': 0, 'wwn': 'wwn-node01', 'write_protect': False,
+        'target_iqn': T1, 'tpg': 1, 'portals': ['10.77.0.10:3260'], 'lun': 0, 'wwn': 'wwn-node01', 'write_protect': False,
         'chap': {'userid': 'node01-user', 'password': 'node01-secret'},
         'chap_mutual': {'userid': 'node01-muser', 'password': 'node01-msecret'},
         'overlayfs': SEED['overlayfs'], 'mounts': {'0': 'data'}, 'frozen': True, 'revision': 1}

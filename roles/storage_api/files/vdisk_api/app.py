@@ -101,6 +101,7 @@ def boot_shell(record):
         ('VDISK_NAME', record['vdisk']),
         ('VDISK_INITIATOR_IQN', record['initiator_iqn']),
         ('VDISK_TARGET_IQN', record['target_iqn']),
+        ('VDISK_TPG', record['tpg']),
         ('VDISK_PORTALS', ' '.join(record['portals'])),
         ('VDISK_LUN', record['lun']),
         ('VDISK_WWN', record['wwn']),

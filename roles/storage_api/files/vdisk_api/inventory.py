@@ -233,6 +233,7 @@ def resolve_boot(assignment, vdisk_meta, lio_index, advertised):
             continue
         return {
             'target_iqn': target_wwn,
+            'tpg': tpg.get('tag'),
             'portals': portals,
             'lun': mapped.get('index'),
             'write_protect': bool(mapped.get('write_protect', False)),
