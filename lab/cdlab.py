@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -130,6 +131,96 @@ def prune_images(keep, older_than_days=0):
             shutil.rmtree(path, ignore_errors=True)
         os.unlink(path + ".lock")
         log("pruned cached image %s" % name)
+
+
+# --------------------------------------------------------------------------
+# Golden images: a base image plus an Ansible playbook run into it through the
+# community.general.chroot connection (seconds, where the same work in a TCG VM
+# takes minutes), cached by a hash of everything that goes into them.
+
+def tree_hash(path):
+    if os.path.isdir(path):
+        return recipe_hash(path)
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def golden_key(base, inputs):
+    digest = hashlib.sha256(os.path.basename(os.path.normpath(base)).encode())
+    for path in sorted(set(os.path.abspath(p) for p in inputs)):
+        digest.update(("%s\0%s\0" % (os.path.relpath(path, REPO), tree_hash(path))).encode())
+    return digest.hexdigest()[:16]
+
+
+def collections_dir():
+    """An ANSIBLE_COLLECTIONS_PATH entry that resolves clusterducks.vdisk to this checkout."""
+    root = os.path.join(state_root(), "collections")
+    link = os.path.join(root, "ansible_collections", "clusterducks", "vdisk")
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    if os.path.realpath(link) != REPO:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.symlink(REPO, link)
+    return root
+
+
+def build_golden(base, playbook, extra_vars=(), inputs=()):
+    """Run PLAYBOOK into a copy of BASE's root filesystem; returns the image dir."""
+    if not image_ready(base):
+        raise LabError("%s is not a lab image directory" % base)
+    # The collection's roles are always part of the key: playbooks use them.
+    key = golden_key(base, [playbook, os.path.join(REPO, "roles"), *extra_vars, *inputs])
+    path = os.path.join(cache_dir(), "golden", key)
+    with locked(path + ".lock"):
+        if image_ready(path):
+            os.utime(path)
+            return path
+        if os.geteuid() != 0:
+            raise LabError("building a golden image needs root (loop mount, chroot)")
+        log("building golden image %s from %s with %s" % (key, os.path.basename(base), os.path.relpath(playbook, REPO)))
+        started = time.monotonic()
+        work = path + ".work"
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(os.path.join(work, "root"))
+        subprocess.run(["cp", "--sparse=always", os.path.join(base, "rootfs.img"), work], check=True)
+        for name in ("id_ed25519",):
+            shutil.copy2(os.path.join(base, name), work)
+        root = os.path.join(work, "root")
+        mounted = []
+        try:
+            subprocess.run(["mount", "-o", "loop", os.path.join(work, "rootfs.img"), root], check=True)
+            mounted.append(root)
+            for fs in ("proc", "sys", "dev"):
+                target = os.path.join(root, fs)
+                subprocess.run(["mount", "--rbind", "/" + fs, target], check=True)
+                subprocess.run(["mount", "--make-rslave", target], check=True)
+                mounted.append(target)
+            env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_dir() + ":" + os.path.join(REPO, ".ansible", "collections"),
+                       ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_NOCOLOR="1")
+            playbook_bin = os.environ.get("CDLAB_ANSIBLE_PLAYBOOK", os.path.join(REPO, ".venv", "bin", "ansible-playbook"))
+            cmd = [playbook_bin, "-i", "%s," % root, "-c", "community.general.chroot",
+                   "-e", "golden_image_hosts=all", "-e", "ansible_python_interpreter=/usr/bin/python3", playbook]
+            for f in extra_vars:
+                cmd += ["-e", "@" + os.path.abspath(f)]
+            # Its output goes to stderr: stdout carries only the image directory.
+            subprocess.run(cmd, check=True, env=env, stdout=sys.stderr)
+            boot = os.path.join(root, "boot")
+            kernels = sorted(n for n in os.listdir(boot) if n.startswith("vmlinuz-"))
+            if len(kernels) != 1:
+                raise LabError("the golden image must hold exactly one kernel, found %s" % kernels)
+            kver = kernels[0][len("vmlinuz-"):]
+            shutil.copyfile(os.path.join(boot, kernels[0]), os.path.join(work, "vmlinuz"))
+            shutil.copyfile(os.path.join(boot, "initrd.img-" + kver), os.path.join(work, "initrd.img"))
+            with open(os.path.join(work, "manifest.txt"), "w") as f:
+                f.write("golden: %s\nbase: %s\nplaybook: %s\nkernel: %s\n"
+                        % (key, os.path.basename(os.path.normpath(base)), os.path.relpath(playbook, REPO), kver))
+        finally:
+            for target in reversed(mounted):
+                subprocess.run(["umount", "-R", target], check=False)
+        os.rmdir(root)
+        os.rename(work, path)
+        log("built golden image %s in %.0f s" % (key, time.monotonic() - started))
+    return path
 
 
 # --------------------------------------------------------------------------
@@ -283,11 +374,16 @@ class VM:
     def save_conf(self, conf):
         write_json(self.conf_path, conf)
 
-    def define(self, image, memory, cpus, disks, ephemeral, storage_ip, forwards=()):
-        """Create the VM's files once; an existing VM keeps its definition."""
+    def define(self, image, memory, cpus, disks, ephemeral, storage_ip, forwards=(),
+               kernel_args=(), smbios_files=(), hostname=True):
+        """Create the VM's files once; an existing VM keeps its definition.
+
+        kernel_args and smbios_files come from files, so that a secret in them
+        (a device token) never appears on a command line.
+        """
         if self.exists:
             return self.conf
-        os.makedirs(self.path, exist_ok=True)
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
         index = self.lab.meta["next_index"]
         self.lab.meta["next_index"] = index + 1
         self.lab.save()
@@ -303,17 +399,45 @@ class VM:
             "ssh_port": free_port(),
             # guest TCP port -> 127.0.0.1 port on the host (for services under test)
             "forwards": {str(p): free_port() for p in forwards},
+            "kernel_args": list(kernel_args),
+            "smbios": [],
+            "hostname": hostname,
         }
-        subprocess.run(
-            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
-             "-b", os.path.join(image, "rootfs.img"), self.file("root.qcow2")],
-            check=True,
-        )
+        for n, path in enumerate(smbios_files):
+            with open(path, "rb") as f:
+                data = f.read().rstrip(b"\n")
+            dest = self.file("smbios-%d.txt" % n)
+            with open(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                f.write(data)
+            conf["smbios"].append(os.path.basename(dest))
+        self.make_root(image)
         for n, size in enumerate(conf["disks"], 1):
             with open(self.file("disk%d.raw" % n), "wb") as f:
                 f.truncate(size)  # sparse: costs nothing until written
         self.save_conf(conf)
         return conf
+
+    def make_root(self, image):
+        """A copy-on-write root disk over the image's rootfs.img."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.file("root.qcow2"))
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+             "-b", os.path.join(image, "rootfs.img"), self.file("root.qcow2")],
+            check=True,
+        )
+
+    def set_image(self, image):
+        """Move a stopped VM to another image (a new golden image version).
+        Its root disk starts over; its extra disks are kept."""
+        if self.running:
+            raise LabError("%s is running: stop it before moving it to another image" % self.name)
+        if not image_ready(image):
+            raise LabError("%s is not a lab image directory" % image)
+        conf = self.conf
+        conf["image"] = image
+        self.make_root(image)
+        self.save_conf(conf)
 
     # -- process ------------------------------------------------------------
 
@@ -395,13 +519,7 @@ class VM:
 
     def stop(self, timeout=90):
         """Clean shutdown through ACPI; a power-cut if the guest ignores it."""
-        if not self.running:
-            return False
-        self.qmp("system_powerdown")
-        if not self.wait_exit(timeout):
-            log("%s did not power off in %d s: killing it" % (self.name, timeout))
-            self.kill()
-        return True
+        return stop_all([self], timeout) == [self]
 
     # -- access -------------------------------------------------------------
 
@@ -434,6 +552,22 @@ class VM:
         }
 
 
+def stop_all(vms, timeout=90):
+    """Clean ACPI power-off of several VMs at once; a power-cut for any that
+    ignores it. Logs how long each took; returns the VMs that were running."""
+    running = [vm for vm in vms if vm.running]
+    started = time.monotonic()
+    for vm in running:
+        vm.qmp("system_powerdown")
+    for vm in running:
+        if vm.wait_exit(max(1, timeout - (time.monotonic() - started))):
+            log("%s powered off in %.1f s" % (vm.name, time.monotonic() - started))
+        else:
+            log("%s did not power off in %d s: killing it" % (vm.name, timeout))
+            vm.kill()
+    return running
+
+
 def qemu_command(conf, vm_dir, mcast_port, accel):
     """The qemu command line for one VM (pure: unit-tested)."""
     image = conf["image"]
@@ -441,8 +575,10 @@ def qemu_command(conf, vm_dir, mcast_port, accel):
     join = os.path.join
     append = " ".join([
         "root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0", "ipv6.disable=1",
-        "systemd.hostname=%s" % conf["name"],
-        # systemd-network-generator turns this into a static eth1 config.
+        # Devices (hostname: false) must find their own name on their vDisk.
+        *(["systemd.hostname=%s" % conf["name"]] if conf.get("hostname", True) else []),
+        # systemd-network-generator turns this into a static eth1 config (and
+        # dracut's network-legacy, in an initramfs that brings up the network).
         "ip=%s:::255.255.255.0::eth1:off" % conf["storage_ip"],
         *conf.get("kernel_args", []),
     ])
@@ -482,6 +618,9 @@ def qemu_command(conf, vm_dir, mcast_port, accel):
         "-device", "virtio-net-pci,netdev=storage,mac=52:54:00:77:%02x:02,addr=0x11,romfile="
         % (idx % 256),
         "-device", "virtio-rng-pci",
+        # SMBIOS OEM strings read from files: a secret in them never shows in ps.
+        *[a for n in range(len(conf.get("smbios", []))) for a in
+          ("-smbios", "type=11,path=%s" % join(vm_dir, "smbios-%d.txt" % n))],
         "-chardev", "file,id=console,path=%s" % join(vm_dir, "console.log"),
         "-serial", "chardev:console",
         "-qmp", "unix:%s,server=on,wait=off" % join(vm_dir, "qmp.sock"),
@@ -590,15 +729,52 @@ def boot(lab, vms, timeout):
 
 def define_vms(args):
     lab = Lab(args.lab)
-    image = ensure_image()
+    image = os.path.abspath(args.image) if args.image else ensure_image()
+    if not image_ready(image):
+        raise LabError("%s is not a lab image directory (cdlab image / cdlab golden)" % image)
+    kernel_args = list(args.kernel_arg)
+    if args.kernel_args_file:
+        with open(args.kernel_args_file) as f:
+            kernel_args += f.read().split()
     with lab.lock():
         vms = []
         for name in args.names:
             vm = lab.vm(name)
             vm.define(image, args.memory, args.cpus, args.disk, args.ephemeral,
-                      args.storage_ip if len(args.names) == 1 else None, args.forward)
+                      args.storage_ip if len(args.names) == 1 else None, args.forward,
+                      kernel_args, args.smbios_file, not args.no_hostname)
             vms.append(vm)
     return lab, vms
+
+
+def cmd_golden(args):
+    base = os.path.abspath(args.base) if args.base else ensure_image()
+    print(build_golden(base, os.path.abspath(args.playbook), args.extra_vars, args.input))
+
+
+def cmd_set_image(args):
+    lab = Lab(args.lab)
+    with lab.lock():
+        for vm in select(lab, args.names):
+            vm.set_image(os.path.abspath(args.image))
+            log("%s now boots %s" % (vm.name, args.image))
+
+
+def cmd_wait_console(args):
+    """Wait until a VM's console shows a line matching a pattern (or it stops)."""
+    vm = select(Lab(args.lab), [args.name])[0]
+    pattern = re.compile(args.pattern)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        with contextlib.suppress(FileNotFoundError):
+            with open(vm.file("console.log"), "rb") as f:
+                for line in f.read().decode("utf-8", "replace").splitlines():
+                    if pattern.search(line):
+                        print(line)
+                        return
+        if time.monotonic() > deadline:
+            raise LabError("%s: no console line matching %r within %d s" % (vm.name, args.pattern, args.timeout))
+        time.sleep(1)
 
 
 def cmd_define(args):
@@ -618,14 +794,18 @@ def cmd_up(args):
 def cmd_start(args):
     lab = Lab(args.lab)
     with lab.lock():
-        boot(lab, select(lab, args.names), args.timeout)
+        vms = select(lab, args.names)
+        if args.no_wait:
+            accel = detect_accel(vms[0].conf["image"])
+            for vm in vms:
+                vm.start(accel)
+            return
+        boot(lab, vms, args.timeout)
 
 
 def cmd_stop(args):
     lab = Lab(args.lab)
-    for vm in select(lab, args.names):
-        if vm.stop(args.timeout):
-            log("%s stopped" % vm.name)
+    stop_all(select(lab, args.names), args.timeout)
     write_inventory(lab)
 
 
@@ -641,8 +821,7 @@ def cmd_reboot(args):
     """A new qemu process, so an ephemeral root really starts over."""
     lab = Lab(args.lab)
     vms = select(lab, args.names)
-    for vm in vms:
-        vm.stop()
+    stop_all(vms)
     with lab.lock():
         boot(lab, vms, args.timeout)
 
@@ -717,7 +896,33 @@ def main(argv=None):
         s.add_argument("--forward", type=int, action="append", default=[], metavar="GUEST_PORT",
                        help="also forward this guest TCP port to a free 127.0.0.1 port (repeatable)")
         s.add_argument("--timeout", type=int, default=300)
+        s.add_argument("--image", help="boot this image directory (a golden image) instead of the lab image")
+        s.add_argument("--kernel-arg", action="append", default=[], help="an extra kernel argument (repeatable)")
+        s.add_argument("--kernel-args-file", help="extra kernel arguments read from this file")
+        s.add_argument("--smbios-file", action="append", default=[],
+                       help="an SMBIOS OEM string (type 11) read from this file (repeatable); root-only in the guest")
+        s.add_argument("--no-hostname", action="store_true",
+                       help="no systemd.hostname= on the kernel command line (devices find their own)")
         s.set_defaults(func=func)
+
+    s = sub.add_parser("golden", help="build (or find cached) a golden image: a playbook run into a copy of an image")
+    s.add_argument("playbook")
+    s.add_argument("--base", help="the image to start from (default: the lab image)")
+    s.add_argument("--extra-vars", action="append", default=[], help="a vars file for the playbook (repeatable)")
+    s.add_argument("--input", action="append", default=[],
+                   help="a further file or directory whose content goes into the image (part of the cache key)")
+    s.set_defaults(func=cmd_golden)
+
+    s = sub.add_parser("set-image", help="move stopped VMs to another image (their root disk starts over)")
+    s.add_argument("image")
+    s.add_argument("names", nargs="+")
+    s.set_defaults(func=cmd_set_image)
+
+    s = sub.add_parser("wait-console", help="wait for a console line matching a regular expression")
+    s.add_argument("name")
+    s.add_argument("pattern")
+    s.add_argument("--timeout", type=int, default=300)
+    s.set_defaults(func=cmd_wait_console)
 
     for name, func, helptext in (
         ("start", cmd_start, "boot stopped VMs and wait for SSH"),
@@ -726,6 +931,7 @@ def main(argv=None):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("names", nargs="*")
         s.add_argument("--timeout", type=int, default=300)
+        s.add_argument("--no-wait", action="store_true", help="do not wait for SSH (a boot that should stop early)")
         s.set_defaults(func=func)
 
     s = sub.add_parser("stop", help="clean ACPI power-off (power-cut after --timeout)")
