@@ -49,18 +49,14 @@ $(VENV)/.stamp: requirements-dev.txt | deps
 image: deps
 	$(CDLAB) image
 
+# The whole story on the lab: storage host + API, golden image, a device that
+# boots it with its vDisk overlay, changes itself, reboots and keeps it all.
 demo: setup
-	$(CDLAB) --lab demo up storage --disk 8G
-	@echo
-	@echo "The lab storage host is up. Reach it with:"
-	@echo "  $(CDLAB) --lab demo ssh storage"
-	@$(CDLAB) --lab demo status | python3 -c 'import json,sys; \
-	  [print("  ssh -i %s -p %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@%s" \
-	   % (v["ssh_key"], v["ssh_port"], v["ssh_host"])) for v in json.load(sys.stdin)]'
-	@echo "Ansible inventory: .lab/demo/inventory.yml    Stop it: make demo-down"
+	lab/demo/demo.sh
 
 demo-down:
 	$(CDLAB) --lab demo destroy
+	rm -rf .lab/demo-secrets
 
 test: setup
 	tests/run-suite.sh
@@ -73,7 +69,8 @@ sanity: venv
 
 lint: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint
-	shellcheck lab/image/*.sh tests/*.sh benchmarks/*/*.sh .ci/run
+	shellcheck lab/*.sh lab/image/*.sh lab/demo/*.sh tests/*.sh benchmarks/*/*.sh .ci/run
+	shellcheck -x -P roles/dracut_overlay/files/90clusterducks-vdisk roles/dracut_overlay/files/90clusterducks-vdisk/*.sh
 
 test-collection: venv
 	tests/collection-build.sh

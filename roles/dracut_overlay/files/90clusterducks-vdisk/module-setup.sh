@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # clusterducks-vdisk: attach this device's vDisk over iSCSI at boot and build
 # an overlayfs root on it. See docs/device-boot.md in clusterducks.vdisk.
 # shellcheck disable=SC2154 # moddir is dracut's

@@ -2,6 +2,7 @@
 # pre-mount hook: ask the storage API for this device's boot record, log in to
 # its iSCSI target, wait for the disk by its identity and mount its filesystems
 # under /run/clusterducks/vdisk. The overlay is built in pre-pivot.
+# shellcheck disable=SC2034,SC2153 # VDISK_* come from the record (eval) and go to vdisk_write_env
 # shellcheck source=vdisk-lib.sh
 command -v vdisk_load_config > /dev/null || . /lib/clusterducks-vdisk-lib.sh
 
@@ -120,7 +121,8 @@ vdisk_login() {
         set -- -i "$VDISK_INITIATOR_IQN" -t "$VDISK_TARGET_IQN" -g "$VDISK_TPG" \
             -a "$_ip" -p "${_portal##*:}" \
             -P "node.session.timeo.replacement_timeout=$VDISK_REPLACEMENT_TIMEOUT" \
-            -P node.conn[0].timeo.noop_out_interval=5 -P node.conn[0].timeo.noop_out_timeout=5
+            -P "node.conn[0].timeo.noop_out_interval=$VDISK_CONF_NOOP_INTERVAL" \
+            -P "node.conn[0].timeo.noop_out_timeout=$VDISK_CONF_NOOP_TIMEOUT"
         [ -n "$VDISK_CHAP_USER" ] && set -- "$@" -u "$VDISK_CHAP_USER" -w "$VDISK_CHAP_PASS"
         [ -n "$VDISK_CHAP_MUTUAL_USER" ] && set -- "$@" -U "$VDISK_CHAP_MUTUAL_USER" -W "$VDISK_CHAP_MUTUAL_PASS"
         if _out=$(iscsistart "$@" 2>&1); then

@@ -67,6 +67,8 @@ vdisk_forget_secrets() {
 vdisk_fail() {
     vdisk_forget_secrets
     if [ "$VDISK_ONFAIL" = continue ]; then
+        # Nothing of the vDisk stays half-attached under the booted system.
+        umount -R "$VDISK_STAGE" 2> /dev/null
         vdisk_status degraded "$1" "$2"
         vdisk_say "ERROR ($1): $2"
         vdisk_say "WARNING: booting WITHOUT the vDisk (rd.vdisk.onfail=continue): nothing written survives a reboot"
@@ -92,6 +94,8 @@ vdisk_load_config() {
     VDISK_CONF_UNASSIGNED=halt
     VDISK_CONF_TIMEOUT=300
     VDISK_CONF_REPLACEMENT_TIMEOUT=600
+    VDISK_CONF_NOOP_INTERVAL=10
+    VDISK_CONF_NOOP_TIMEOUT=15
     # shellcheck disable=SC1090
     [ -r "$VDISK_CONF" ] && . "$VDISK_CONF"
     VDISK_API_URLS=$(getarg rd.vdisk.api=) || VDISK_API_URLS=$VDISK_CONF_API_URLS

@@ -66,7 +66,10 @@ vdisk_place_mounts() {
             case "$_p/" in "${_o#*:}/"?*) _nested=1 ;; esac
         done
         [ -n "$_nested" ] && continue
-        mkdir -p "$NEWROOT/$_p"
+        if ! mkdir -p "$NEWROOT/$_p" 2> /dev/null; then
+            vdisk_fail mount "the mount point /$_p does not exist in the root and cannot be made (without the overlay, the image must have it)"
+            return 1
+        fi
         if ! _out=$(mount --rbind "$VDISK_STAGE/$_p" "$NEWROOT/$_p" 2>&1); then
             vdisk_fail mount "cannot place the vDisk mount /$_p in the new root: $_out"
             return 1
