@@ -199,6 +199,10 @@ vdisk_mount_all() {
 }
 
 if getargbool 1 rd.vdisk && [ ! -e "$VDISK_RUN/vdisk.status" ]; then
+    # rd.debug traces hooks with set -x: not this one, it handles the token
+    # and the CHAP secrets.
+    case $- in *x*) _vdisk_xtrace=1 && set +x ;; *) _vdisk_xtrace= ;; esac
     vdisk_attach || :
     vdisk_forget_secrets
+    if [ -n "$_vdisk_xtrace" ]; then set -x; fi
 fi
