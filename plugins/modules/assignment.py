@@ -193,7 +193,7 @@ assignment:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import api_client
-from ansible_collections.clusterducks.vdisk.plugins.module_utils import assignment_rules as rules
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import rules
 
 # The fields the user declares; the API adds revision and timestamps.
 FIELDS = ('device', 'vdisk', 'target', 'initiator_iqn', 'overlayfs', 'mounts', 'frozen')

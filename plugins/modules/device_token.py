@@ -144,7 +144,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import api_client
-from ansible_collections.clusterducks.vdisk.plugins.module_utils import assignment_rules as rules
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import rules
 
 
 def write_secret(path, secret):

@@ -117,7 +117,7 @@ vdisks:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import api_client
-from ansible_collections.clusterducks.vdisk.plugins.module_utils import assignment_rules as rules
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import rules
 
 
 def main():

@@ -404,7 +404,7 @@ class App:
         except rules.RuleError as exc:
             raise HttpError(422, 'invalid_token_request', str(exc))
         name = body.get('name', 'default')
-        if not isinstance(name, str) or not rules.VDISK_RE.match(name):
+        if not isinstance(name, str) or not rules.VDISK_RE.fullmatch(name):
             raise HttpError(422, 'invalid_token_request', 'token name %r is invalid: 1-63 characters A-Z, a-z, '
                                                           '0-9, ".", "_", "-"' % (name,))
 

@@ -139,7 +139,7 @@ class Pool:
             entries = sorted(os.listdir(self.path))
         except OSError:
             return []
-        return [e for e in entries if rules.VDISK_RE.match(e) and os.path.isfile(os.path.join(self.path, e, 'vdisk.json'))]
+        return [e for e in entries if rules.VDISK_RE.fullmatch(e) and os.path.isfile(os.path.join(self.path, e, 'vdisk.json'))]
 
 
 def vdisk_info(name, meta, lio_index, assigned_to):

@@ -1,1 +1,1 @@
-../../../../plugins/module_utils/assignment_rules.py
+../../../../plugins/module_utils/rules.py

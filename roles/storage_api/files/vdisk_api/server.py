@@ -169,7 +169,7 @@ class HttpProtocol(asyncio.Protocol):
                              close=True)
             return False
         length = headers.get('content-length', '0')
-        if not length.isdigit() or len(length) > 12:
+        if not (length.isascii() and length.isdigit()) or len(length) > 12:
             self._send_error(400, 'bad_request', 'invalid Content-Length', close=True)
             return False
         length = int(length)

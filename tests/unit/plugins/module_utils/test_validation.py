@@ -38,12 +38,12 @@ def test_format_size():
     assert format_size(1000) == '1000B'
 
 
-@pytest.mark.parametrize('name', ['node01', 'a', 'node-01.data_2', 'X' * 64])
+@pytest.mark.parametrize('name', ['node01', 'a', 'node-01.data_2', 'X' * 63])
 def test_names_accepted(name):
     assert check_name(name) == name
 
 
-@pytest.mark.parametrize('name', ['', '../x', 'a/b', '.hidden', '-x', 'a..b', 'X' * 65, 'sp ace', None, 'é'])
+@pytest.mark.parametrize('name', ['', '../x', 'a/b', '.hidden', '-x', 'a..b', 'X' * 64, 'sp ace', None, 'é', 'node01\n', 'node01\x00'])
 def test_names_rejected(name):
     with pytest.raises(ValidationError):
         check_name(name)
@@ -51,7 +51,7 @@ def test_names_rejected(name):
 
 @pytest.mark.parametrize('iqn', [
     'iqn.2026-11.io.clusterducks:node01', 'iqn.2003-01.org.linux-iscsi.host.x8664:sn.abc',
-    'iqn.2026-11.io.clusterducks', 'eui.0123456789ABCDEF', 'naa.6001405abcdef0123456789abcdef012',
+    'iqn.2026-11.io.clusterducks', 'eui.0123456789abcdef', 'naa.6001405abcdef0123456789abcdef012',
 ])
 def test_iqn_accepted(iqn):
     assert check_iqn(iqn) == iqn
@@ -59,7 +59,8 @@ def test_iqn_accepted(iqn):
 
 @pytest.mark.parametrize('iqn', [
     'IQN.2026-11.io.x:a', 'iqn.2026-13.io.x:a', 'iqn.26-11.io.x', 'iqn.2026-11.-bad.x', 'node01',
-    'iqn.2026-11.io.x:' + 'a' * 220, 'eui.0123', 'iqn.2026-11.io.x:has space',
+    'iqn.2026-11.io.x:' + 'a' * 220, 'eui.0123', 'iqn.2026-11.io.x:has space', 'iqn.2026-11.io.x:a\n',
+    'eui.0123456789ABCDEF', 'iqn.2026-11.io.x:Node01',
 ])
 def test_iqn_rejected(iqn):
     with pytest.raises(ValidationError):

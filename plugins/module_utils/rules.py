@@ -3,12 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Assignment rules from the seed's 'Assignment Properties' dialog.
+"""The one set of rules for names, IQNs, sizes and assignments.
 
-One file serves both sides: the storage API imports it as
-``vdisk_api/rules.py`` (a link to this file, whose content the storage_api
-role installs; authoritative, on the storage host), and the modules import it
-from module_utils to refuse bad input before any request.
+Every side checks input with this file, so a value one side accepts is never
+refused by another: the modules import it from module_utils, the storage API
+as ``vdisk_api/rules.py`` (a link to this file, whose content the storage_api
+role installs) and the lab tool by path. Every pattern must match the whole
+value (``fullmatch``): ``$`` would let a trailing newline through.
 Standard library only, Python 3.8+ (module_utils run on managed hosts).
 """
 
@@ -19,18 +20,42 @@ import re
 # Hostname-like: '_' is not allowed because the default initiator IQN embeds
 # the device id and IQNs (RFC 3722) have no '_'. No '/', no SQL/shell
 # metacharacters, so ids are safe in URLs, logs and shell.
-DEVICE_RE = re.compile(r'^[a-z0-9][a-z0-9.-]{0,62}$')
-# vDisk names are pool directory and LIO storage object names.
-VDISK_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$')
-# iqn.YYYY-MM.reversed.domain[:anything printable without spaces or quotes]
-IQN_RE = re.compile(r'^iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9][a-z0-9.-]*(:[A-Za-z0-9._:-]+)?$')
+DEVICE_RE = re.compile(r'[a-z0-9][a-z0-9.-]{0,62}')
+# vDisk names are a pool directory, a LIO storage object name and part of
+# configfs paths: 63 characters (a DNS label) of a safe set, never '..'.
+VDISK_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,62}')
+# RFC 3720 section 3.2.6.3: iqn.YYYY-MM.reversed.domain[:anything], eui.16HEX,
+# naa.16 or 32 HEX. Lower case only: RFC 3722 maps names to lower case and
+# rtslib lower-cases what it is given, so an upper-case name would never
+# read back as written. LIO accepts at most 223 bytes.
+IQN_RE = re.compile(r'iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*'
+                    r'(:[a-z0-9.:_-]+)?')
+EUI_RE = re.compile(r'eui\.[0-9a-f]{16}')
+NAA_RE = re.compile(r'naa\.([0-9a-f]{16}|[0-9a-f]{32})')
+MAX_IQN = 223
 # Path components the initramfs handles in plain sh without quoting surprises.
-_COMPONENT_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9._-]*$')
+_COMPONENT_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9._-]*')
 MAX_PATH = 255
 MAX_MOUNTS = 32
 MAX_PARTITION = 128
 
 DEFAULT_IQN_PREFIX = 'iqn.2024-01.org.clusterducks.device'
+# An assignment that does not say whether the device builds an overlay root
+# gets none: the API has always stored it so; the module sends the same.
+OVERLAY_ENABLED_DEFAULT = False
+
+# Sizes: K/M/G/T and KiB.. are binary (as qemu-img, lvcreate and parted read
+# them), KB/MB/GB/TB decimal. Rounded up to whole MiB: partition alignment and
+# every filesystem tool work in MiB, and a few bytes more is not a change.
+SIZE_UNITS = {
+    '': 1, 'b': 1,
+    'k': 1 << 10, 'kb': 1000, 'kib': 1 << 10,
+    'm': 1 << 20, 'mb': 1000 ** 2, 'mib': 1 << 20,
+    'g': 1 << 30, 'gb': 1000 ** 3, 'gib': 1 << 30,
+    't': 1 << 40, 'tb': 1000 ** 4, 'tib': 1 << 40,
+}
+_SIZE_RE = re.compile(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*')
+SIZE_ALIGN = 1 << 20
 
 
 class RuleError(ValueError):
@@ -41,24 +66,60 @@ class RuleError(ValueError):
         self.field = field
 
 
+def _full(pattern, value):
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
 def check_device(device):
-    if not isinstance(device, str) or not DEVICE_RE.match(device):
+    if not _full(DEVICE_RE, device):
         raise RuleError('device id %r is invalid: use 1-63 characters a-z, 0-9, "." and "-", '
                         'starting with a letter or digit' % (device,), 'device')
     return device
 
 
-def check_vdisk(name):
-    if not isinstance(name, str) or not VDISK_RE.match(name):
-        raise RuleError('vDisk name %r is invalid: use 1-63 characters A-Z, a-z, 0-9, ".", "_" and "-", '
-                        'starting with a letter or digit' % (name,), 'vdisk')
+def check_vdisk(name, what='vDisk name'):
+    if not _full(VDISK_RE, name) or '..' in name:
+        raise RuleError('%s %r is invalid: use 1-63 characters A-Z, a-z, 0-9, ".", "_" and "-", '
+                        'starting with a letter or digit (no "/", no "..")' % (what, name), 'vdisk')
     return name
 
 
-def check_iqn(iqn, field):
-    if not isinstance(iqn, str) or len(iqn) > 223 or not IQN_RE.match(iqn):
-        raise RuleError('%s %r is not a valid iSCSI qualified name (iqn.YYYY-MM.domain[:name])' % (field, iqn), field)
+def check_iqn(iqn, field, allow_eui_naa=False):
+    """An iSCSI name. Targets may also be eui./naa. names; initiators of devices are iqn. names."""
+    ok = isinstance(iqn, str) and len(iqn) <= MAX_IQN and (
+        _full(IQN_RE, iqn) or (allow_eui_naa and (_full(EUI_RE, iqn) or _full(NAA_RE, iqn))))
+    if not ok:
+        raise RuleError('%s %r is not a valid iSCSI qualified name: expected iqn.YYYY-MM.reversed.domain[:name] '
+                        'in lower case (RFC 3720)%s, '
+                        'at most %d characters' % (field, iqn, ', eui.<16 hex> or naa.<16|32 hex>'
+                                                   if allow_eui_naa else '', MAX_IQN), field)
     return iqn
+
+
+def parse_size(value, what='size'):
+    """'10G', '512MiB', '1.5T', 1073741824 -> bytes, rounded up to whole MiB."""
+    if isinstance(value, bool):
+        raise RuleError('%s: %r is not a size' % (what, value), 'size')
+    if isinstance(value, int):
+        number, unit = value, ''
+    else:
+        match = _SIZE_RE.fullmatch(str(value))
+        if not match:
+            raise RuleError('%s: %r is not a size (examples: 10G, 512MiB, 1T)' % (what, value), 'size')
+        number, unit = float(match.group(1)), match.group(2).lower()
+    if unit not in SIZE_UNITS:
+        raise RuleError('%s: unknown unit %r in %r (use K, M, G, T, KiB, MB, ...)' % (what, unit, value), 'size')
+    size = int(number * SIZE_UNITS[unit])
+    if size <= 0:
+        raise RuleError('%s: %r must be larger than zero' % (what, value), 'size')
+    return -(-size // SIZE_ALIGN) * SIZE_ALIGN
+
+
+def format_size(size):
+    for unit, factor in (('T', 1 << 40), ('G', 1 << 30), ('M', 1 << 20), ('K', 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return '%d%s' % (size // factor, unit)
+    return '%dB' % size
 
 
 def default_initiator_iqn(device, prefix=DEFAULT_IQN_PREFIX):
@@ -86,7 +147,7 @@ def _components(path, field, absolute):
             raise RuleError('%s %r must not contain "." or ".." components' % (field, path), field)
         if part == '':
             raise RuleError('%s %r must not contain empty components ("//" or a trailing "/")' % (field, path), field)
-        if not _COMPONENT_RE.match(part):
+        if not _full(_COMPONENT_RE, part):
             raise RuleError('%s %r: components may only use A-Z, a-z, 0-9, ".", "_" and "-"' % (field, path), field)
     return parts
 
@@ -149,12 +210,12 @@ def normalize_overlay(overlay, mounts):
     unknown = set(overlay) - {'enabled', 'lower', 'upper', 'work'}
     if unknown:
         raise RuleError('overlayfs has unknown keys: %s' % ', '.join(sorted(unknown)), 'overlayfs')
-    enabled = overlay.get('enabled', False)
+    enabled = overlay.get('enabled', OVERLAY_ENABLED_DEFAULT)
     if not isinstance(enabled, bool):
         raise RuleError('overlayfs.enabled must be a boolean', 'overlayfs')
     lower = overlay.get('lower') or '/'
     result = {'enabled': enabled, 'lower': lower, 'upper': overlay.get('upper'), 'work': overlay.get('work')}
-    _components(lower, 'overlayfs.lower', absolute=True)
+    lower_parts = _components(lower, 'overlayfs.lower', absolute=True)
     paths = {}
     for name in ('upper', 'work'):
         if result[name] is not None:
@@ -180,6 +241,10 @@ def normalize_overlay(overlay, mounts):
         raise RuleError('overlayfs.upper %r and overlayfs.work %r must be on the same filesystem '
                         '(they are on partitions %s and %s); overlayfs requires it'
                         % (result['upper'], result['work'], owners['upper'], owners['work']), 'overlayfs')
+    for name in ('upper', 'work'):
+        if _inside(lower_parts, paths[name]):
+            raise RuleError('overlayfs.lower %r must not be overlayfs.%s %r or inside it'
+                            % (lower, name, result[name]), 'overlayfs')
     if _inside(paths['upper'], paths['work']) or _inside(paths['work'], paths['upper']):
         raise RuleError('overlayfs.upper %r and overlayfs.work %r must not be inside one another'
                         % (result['upper'], result['work']), 'overlayfs')
@@ -227,7 +292,7 @@ def normalize_assignment(data, iqn_prefix=DEFAULT_IQN_PREFIX):
     vdisk = check_vdisk(data.get('vdisk'))
     target = data.get('target')
     if target is not None:
-        check_iqn(target, 'target')
+        check_iqn(target, 'target', allow_eui_naa=True)
     initiator = data.get('initiator_iqn')
     if initiator is None:
         initiator = default_initiator_iqn(device, iqn_prefix)

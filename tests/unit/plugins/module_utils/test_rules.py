@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from ansible_collections.clusterducks.vdisk.plugins.module_utils import assignment_rules as rules
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import rules
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
@@ -21,7 +21,7 @@ def test_the_service_uses_the_module_utils_rules():
     service = os.path.join(REPO, 'roles', 'storage_api', 'files', 'vdisk_api', 'rules.py')
     assert os.path.islink(service)
     assert os.path.realpath(service) == os.path.realpath(
-        os.path.join(REPO, 'plugins', 'module_utils', 'assignment_rules.py'))
+        os.path.join(REPO, 'plugins', 'module_utils', 'rules.py'))
 
 
 def test_seed_example_normalizes():
@@ -76,3 +76,65 @@ def test_good_devices(device):
 def test_bad_devices(device):
     with pytest.raises(rules.RuleError):
         rules.check_device(device)
+
+
+# One rule per kind of value: whatever the modules accept the API accepts and
+# the reverse (the modules' checks are the API's rules behind ValidationError).
+NAMES = ['node01', 'X' * 63, 'X' * 64, 'a..b', 'node01\n', 'a/b', '.x', 'n\x00', 'Node-01.data_2', '']
+IQNS = ['iqn.2026-11.io.clusterducks:node01', 'iqn.2026-13.io.x:a', 'IQN.2026-11.io.x:a', 'iqn.2026-11.io.x:A',
+        'iqn.2026-11.io.x:a\n', 'eui.0123456789abcdef', 'iqn.2026-11.io.x:' + 'a' * 210,
+        'iqn.2026-11.io.x:' + 'a' * 220]
+
+
+def _accepts(fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_vdisk_names_one_rule(name):
+    from ansible_collections.clusterducks.vdisk.plugins.module_utils import validation
+    assert _accepts(validation.check_name, name) == _accepts(rules.check_vdisk, name)
+    assignment = {'device': 'node01', 'vdisk': name}
+    assert _accepts(rules.normalize_assignment, assignment) == _accepts(rules.check_vdisk, name)
+
+
+@pytest.mark.parametrize('iqn', IQNS)
+def test_iqns_one_rule(iqn):
+    from ansible_collections.clusterducks.vdisk.plugins.module_utils import validation
+    api_target = _accepts(rules.normalize_assignment, {'device': 'node01', 'vdisk': 'v', 'target': iqn})
+    api_initiator = _accepts(rules.normalize_assignment, {'device': 'node01', 'vdisk': 'v', 'initiator_iqn': iqn})
+    assert _accepts(validation.check_iqn, iqn) == api_target
+    if iqn.startswith('iqn.'):
+        assert api_initiator == api_target
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('10G', 10 << 30), ('10GiB', 10 << 30), ('10GB', 10 * 10 ** 9 + (-(10 * 10 ** 9) % (1 << 20))), ('512M', 512 << 20),
+    ('1.5T', 3 << 39), (1048576, 1 << 20), ('1', 1 << 20),
+])
+def test_one_size_parser(text, expected):
+    assert rules.parse_size(text) == expected
+
+
+@pytest.mark.parametrize('text', ['10G\nx', '-1G', '0', '1X', True, '1 0G', '\u00b2G'])
+def test_sizes_rejected(text):
+    with pytest.raises(rules.RuleError):
+        rules.parse_size(text)
+
+
+@pytest.mark.parametrize('overlay', [
+    {'enabled': True, 'lower': '/data/overlayfs', 'upper': '/data/overlayfs', 'work': '/data/workdir'},
+    {'enabled': True, 'lower': '/data/overlayfs/x', 'upper': '/data/overlayfs', 'work': '/data/workdir'},
+    {'enabled': True, 'lower': '/data/workdir', 'upper': '/data/overlayfs', 'work': '/data/workdir'},
+])
+def test_lower_never_inside_upper_or_work(overlay):
+    with pytest.raises(rules.RuleError, match='lower'):
+        rules.normalize_overlay(overlay, {'0': 'data'})
+
+
+def test_overlay_default_is_shared():
+    assert rules.normalize_overlay({}, {})['enabled'] is rules.OVERLAY_ENABLED_DEFAULT
