@@ -26,6 +26,7 @@ import os
 import time
 import uuid
 
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.atomic import write_json_atomic
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import (
     SIZE_ALIGN,
     ValidationError,
@@ -139,21 +140,6 @@ def _mount_fstype(path):
     return fstype
 
 
-def _write_json_atomic(path, data):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write('\n')
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
-    dirfd = os.open(os.path.dirname(path), os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
-
-
 class BtrfsPool(object):
     kind = 'btrfs'
 
@@ -215,10 +201,10 @@ class BtrfsPool(object):
             self._format(backing, filesystem, partitions)
             record = VdiskRecord(name, backing, size_bytes, wwn or str(uuid.uuid4()), filesystem, partitions,
                                  datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'))
-            _write_json_atomic(os.path.join(directory, METADATA), {
+            write_json_atomic(os.path.join(directory, METADATA), {
                 'format_version': 1, 'name': name, 'wwn': record.wwn, 'filesystem': filesystem,
                 'partitions': partitions, 'created': record.created, 'backing': BACKING,
-            })
+            }, mode=0o644)  # no secret in it; the storage API reads it
         except BaseException:
             self.run(['btrfs', 'subvolume', 'delete', directory])
             raise
@@ -271,6 +257,10 @@ class BtrfsPool(object):
             f.truncate(size_bytes)
             os.fsync(f.fileno())
         record.size_bytes = size_bytes
+        if record.partitions:
+            # GPT keeps a backup header in the disk's last sector: move it to
+            # the new end, or the device sees a damaged table and no free space.
+            self._cmd(['sgdisk', '--move-second-header', record.backing], 'moving the GPT backup header')
         return record
 
     def undo_grow(self, record, old_size):

@@ -146,3 +146,19 @@ def test_check_refuses_other_filesystems(tmp_path, monkeypatch):
 
 def test_mount_fstype_reads_mountinfo():
     assert pool_mod._mount_fstype('/proc/self') == 'proc'
+
+
+def test_growing_a_partitioned_vdisk_moves_the_gpt_backup_header(btrfs, tmp_path):
+    pool, runner = btrfs
+    record = pool.create('node02', G, 'none', [{'number': 1, 'size_bytes': 512 << 20, 'filesystem': 'none'}])
+    pool.grow(record, 2 * G)
+    assert ['sgdisk', '--move-second-header', record.backing] in runner.calls
+    whole = pool.create('node03', G, 'none', [])
+    pool.grow(whole, 2 * G)
+    assert not any(c[0] == 'sgdisk' and whole.backing in c for c in runner.calls)
+
+
+def test_metadata_is_readable_by_the_api_but_not_writable(btrfs, tmp_path):
+    pool, runner = btrfs
+    pool.create('node01', G, 'xfs', [])
+    assert oct(os.stat(tmp_path / 'node01' / 'vdisk.json').st_mode & 0o777) == oct(0o644)
