@@ -49,12 +49,14 @@ options:
   name:
     description:
       - Name of one vDisk. Also the name of its LIO backstore.
-      - 1-64 letters, digits, V(.), V(_) or V(-); no V(/) and no V(..).
+      - 1-63 letters, digits, V(.), V(_) or V(-), starting with a letter or digit; no V(/) and no V(..). The
+        storage API and M(clusterducks.vdisk.iscsi_target) apply the same rule.
       - Mutually exclusive with O(vdisks).
     type: str
   size:
     description:
-      - Size of the vDisk, with a unit (V(10G), V(512MiB), V(1T); K, M, G and T are binary). Rounded up to a whole MiB.
+      - Size of the vDisk, with a unit (V(10G), V(512MiB), V(1T)). K, M, G, T and KiB, MiB, GiB, TiB are binary;
+        KB, MB, GB, TB are decimal (V(10GB) is 10^10 bytes). Rounded up to a whole MiB.
       - Required to create a vDisk. A larger size grows an existing vDisk; a smaller one is refused.
     type: str
   filesystem:
@@ -98,9 +100,53 @@ options:
     description:
       - Many vDisks in one run. Each item takes O(name), O(size), O(filesystem), O(partitions), O(state) and
         O(force) as above; O(state) and O(force) default to the module's own.
-      - Mutually exclusive with O(name).
+      - Each listed vDisk is brought to its item (created, grown or deleted); vDisks the list does not name are
+        left alone unless O(purge=true). See the table in C(docs/storage-host.md) for what a list does.
+      - Mutually exclusive with O(name), O(size), O(filesystem) and O(partitions) (top-level values would be
+        silently ignored).
     type: list
     elements: dict
+    suboptions:
+      name:
+        description: Name of the vDisk (as O(name)).
+        type: str
+        required: true
+      size:
+        description: As O(size).
+        type: str
+      filesystem:
+        description: As O(filesystem).
+        type: str
+        choices: [xfs, ext4, none]
+      partitions:
+        description: As O(partitions).
+        type: list
+        elements: dict
+        suboptions:
+          size:
+            description: Size of the partition; the last one may omit it.
+            type: str
+          filesystem:
+            description: Filesystem made on the partition.
+            type: str
+            choices: [xfs, ext4, none]
+            default: xfs
+      state:
+        description: As O(state); defaults to the module's O(state).
+        type: str
+        choices: [present, absent]
+      force:
+        description: As O(force); defaults to the module's O(force). A real boolean (V("no") is false).
+        type: bool
+  purge:
+    description:
+      - Make O(vdisks) authoritative for the pool. vDisks in the pool that the list does not name are reported in
+        RV(unlisted) and a warning, and kept.
+      - With O(force=true) as well, they are deleted with their data, LUNs and initiator mappings. Data is never
+        deleted by leaving a vDisk out of a list alone.
+      - Only with O(vdisks).
+    type: bool
+    default: false
 requirements:
   - python3-rtslib-fb
   - btrfs-progs, xfsprogs, e2fsprogs, gdisk (for partitions) on the storage host
@@ -155,9 +201,48 @@ EXAMPLES = r"""
     name: node02
     state: absent
     force: true
+
+- name: The pool holds exactly these vDisks; report any other (add force true to delete them)
+  clusterducks.vdisk.vdisk:
+    pool: /srv/vdisks
+    purge: true
+    vdisks:
+      - name: node01
+        size: 10G
+      - name: node03
+        size: 10G
+  register: pool_state
+
+- name: Show vDisks nobody declared
+  ansible.builtin.debug:
+    var: pool_state.unlisted
 """
 
 RETURN = r"""
+before:
+  description:
+    - Each vDisk of the run by name, as it was before (V(null) if it did not exist). Always returned, not only
+      in diff mode.
+  returned: success
+  type: dict
+  sample:
+    node01: {size_bytes: 10737418240, filesystem: xfs, partitions: [], wwn: 5bd27db6-4f57-4a0c-9c55-1e2b5d8f6e1a,
+             exported_by: []}
+after:
+  description:
+    - Each vDisk of the run by name, as the run leaves it (or would, in check mode); V(null) when deleted. A vDisk
+      still to be created has the WWN V((new)).
+  returned: success
+  type: dict
+  sample:
+    node01: {size_bytes: 21474836480, filesystem: xfs, partitions: [], wwn: 5bd27db6-4f57-4a0c-9c55-1e2b5d8f6e1a,
+             exported_by: []}
+unlisted:
+  description: With O(purge=true) and without O(force), the vDisks in the pool that the list does not name (kept).
+  returned: success
+  type: list
+  elements: str
+  sample: [old-node]
 vdisk:
   description: The vDisk, when O(name) was given.
   returned: success and O(name) was given
@@ -225,103 +310,33 @@ vdisks:
       returned: always
 """
 
+import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_backstore
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_backstore, resource_run, vdisk_resource
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.locking import LockTimeout, host_lock
-from ansible_collections.clusterducks.vdisk.plugins.module_utils.pool import (
-    PoolError,
-    normalize_layout,
-    open_pool,
-)
-from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import (
-    ValidationError,
-    check_name,
-    format_size,
-    parse_size,
-    resource_items,
-)
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.pool import PoolError, open_pool
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import ValidationError
 
-ITEM_KEYS = ('name', 'size', 'filesystem', 'partitions', 'state', 'force')
-PARTITION_SPEC = {'size': {'type': 'str'}, 'filesystem': {'type': 'str', 'choices': ['xfs', 'ext4', 'none'],
-                                                          'default': 'xfs'}}
+FILESYSTEM = {'type': 'str', 'choices': ['xfs', 'ext4', 'none']}
+PARTITION_SPEC = {'size': {'type': 'str'}, 'filesystem': dict(FILESYSTEM, default='xfs')}
+PARTITIONS = {'type': 'list', 'elements': 'dict', 'options': PARTITION_SPEC}
+STATE = {'type': 'str', 'choices': ['present', 'absent']}
 
 
-def requested_items(params):
-    """The vDisks asked for, each with every key, module-level defaults applied."""
-    raw = resource_items(params, 'name', 'vdisks', ITEM_KEYS)
-    items, seen = [], set()
-    for n, item in enumerate(raw, 1):
-        spec = {
-            'name': check_name(item.get('name'), 'vDisk name'),
-            'size': item.get('size'),
-            'filesystem': item.get('filesystem'),
-            'partitions': item.get('partitions'),
-            'state': item.get('state') or params['state'],
-            'force': params['force'] if item.get('force') is None else bool(item['force']),
-        }
-        if spec['state'] not in ('present', 'absent'):
-            raise ValidationError('vDisk %s: state must be present or absent' % spec['name'])
-        if spec['name'] in seen:
-            raise ValidationError('vDisk %s is listed twice' % spec['name'])
-        seen.add(spec['name'])
-        if spec['size'] is not None:
-            spec['size_bytes'] = parse_size(spec['size'], 'vDisk %s size' % spec['name'])
-        if spec['partitions'] is not None:
-            parts = []
-            for p in spec['partitions']:
-                if not isinstance(p, dict) or set(p) - set(PARTITION_SPEC):
-                    raise ValidationError('vDisk %s: each partition is a dictionary of size and filesystem'
-                                          % spec['name'])
-                parts.append({'size': p.get('size'), 'filesystem': p.get('filesystem') or 'xfs'})
-            spec['partitions'] = parts
-        items.append(spec)
-    return items
+class _NoPoolYet(object):
+    """Check mode on a host whose pool is not made yet: every vDisk is new."""
 
+    def __init__(self, path):
+        self.path = path
 
-def plan_present(spec, record, so, pool):
-    """The actions that bring one vDisk to ``spec``; raises ValidationError for what must not happen."""
-    name = spec['name']
-    if record is None:
-        if spec.get('size_bytes') is None:
-            raise ValidationError('vDisk %s does not exist: size is required to create it' % name)
-        filesystem = spec['filesystem'] or ('none' if spec['partitions'] else 'xfs')
-        spec['layout'] = normalize_layout(spec['size_bytes'], filesystem, spec['partitions'] or [])
-        spec['filesystem_final'] = filesystem
-        return ['created', 'exported']
-    if spec['filesystem'] is not None and spec['filesystem'] != record.filesystem:
-        raise ValidationError('vDisk %s was made with filesystem %s; it is never reformatted (asked for %s)'
-                              % (name, record.filesystem, spec['filesystem']))
-    if spec['partitions'] is not None:
-        wanted = normalize_layout(spec.get('size_bytes') or record.size_bytes, 'none', spec['partitions'])
-        have = [(p['size_bytes'], p['filesystem']) for p in record.partitions]
-        if [(p['size_bytes'], p['filesystem']) for p in wanted] != have and not (
-                spec['partitions'][-1]['size'] in (None, '') and
-                [(p['size_bytes'], p['filesystem']) for p in wanted[:-1]] == have[:-1]):
-            raise ValidationError('vDisk %s was partitioned at creation as %s; its layout is never changed'
-                                  % (name, ', '.join('%d: %s %s' % (p['number'], format_size(p['size_bytes']),
-                                                                    p['filesystem']) for p in record.partitions)))
-    actions = []
-    size = spec.get('size_bytes')
-    if size is not None and size != record.size_bytes:
-        if size < record.size_bytes:
-            raise ValidationError('vDisk %s is %s: shrinking it to %s is refused (it would destroy data)'
-                                  % (name, format_size(record.size_bytes), format_size(size)))
-        actions.append('grown')
-    if so is None:
-        actions.append('exported')
-    elif 'grown' in actions or lio_backstore.drift(so, record):
-        actions.append('reexported')
-    return actions
+    def get(self, name):
+        return None
 
-
-def describe(spec, record, exports, actions):
-    result = {'name': spec['name'], 'state': spec['state'], 'exported_by': exports, 'actions': actions}
-    if record is not None and spec['state'] == 'present':
-        result.update(record.to_dict())
-    return result
+    def list(self):
+        return []
 
 
 def run_module():
@@ -330,29 +345,49 @@ def run_module():
             'pool': {'type': 'str', 'required': True},
             'name': {'type': 'str'},
             'size': {'type': 'str'},
-            'filesystem': {'type': 'str', 'choices': ['xfs', 'ext4', 'none']},
-            'partitions': {'type': 'list', 'elements': 'dict', 'options': PARTITION_SPEC},
-            'state': {'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
+            'filesystem': FILESYSTEM,
+            'partitions': PARTITIONS,
+            'state': dict(STATE, default='present'),
             'force': {'type': 'bool', 'default': False},
-            'vdisks': {'type': 'list', 'elements': 'dict'},
+            'purge': {'type': 'bool', 'default': False},
+            # Suboptions, so Ansible converts each item's values ("no" -> False).
+            'vdisks': {'type': 'list', 'elements': 'dict', 'options': {
+                'name': {'type': 'str', 'required': True},
+                'size': {'type': 'str'},
+                'filesystem': FILESYSTEM,
+                'partitions': PARTITIONS,
+                'state': STATE,
+                'force': {'type': 'bool'},
+            }},
         },
-        mutually_exclusive=[('name', 'vdisks')],
+        mutually_exclusive=[('name', 'vdisks'), ('vdisks', 'size'), ('vdisks', 'filesystem'),
+                            ('vdisks', 'partitions'), ('name', 'purge')],
         required_one_of=[('name', 'vdisks')],
         supports_check_mode=True,
     )
-    lio.require_rtslib(module)
+    check_mode = module.check_mode
+    if not (check_mode and not lio.HAS_RTSLIB):
+        lio.require_rtslib(module)
 
     def run(argv):
         return module.run_command(argv)
 
     try:
-        items = requested_items(module.params)
+        items = vdisk_resource.requested(module.params)
         pool = open_pool(module.params['pool'], run)
-        pool.check()
-        root = lio.open_root()
-        with host_lock():
-            result = converge(module, pool, root, items)
-    except (ValidationError, PoolError, lio.LIOError, LockTimeout) as exc:
+        if check_mode and not os.path.isdir(pool.path):
+            module.warn('pool %s does not exist yet: planning every vDisk as new (check mode)' % pool.path)
+            pool = _NoPoolYet(pool.path)
+        else:
+            pool.check()
+        if lio.HAS_RTSLIB:
+            root = lio.open_root()
+            with host_lock():
+                result = converge(module, pool, root, items)
+        else:
+            module.warn('python3-rtslib-fb is not installed yet: planning as if LIO were empty (check mode)')
+            result = converge(module, pool, None, items)
+    except (ValidationError, PoolError, lio.LIOError, LockTimeout, resource_run.RunFailed) as exc:
         module.fail_json(msg=str(exc))
     except (lio.rtslib_errors()[0], OSError) as exc:
         module.fail_json(msg='changing LIO or the pool failed: %s' % exc, exception=traceback.format_exc())
@@ -360,95 +395,24 @@ def run_module():
 
 
 def converge(module, pool, root, items):
-    exports = lio_backstore.exports_index(root)
-    plans = []
+    params = module.params
+    if root is None:
+        exports, lookup = {}, (lambda name: None)
+    else:
+        exports, lookup = lio_backstore.exports_index(root), lio_backstore.lookup
     # Plan everything first: a run with one bad item changes nothing.
-    for spec in items:
-        record = pool.get(spec['name'])
-        so = lio_backstore.lookup(spec['name']) if record is not None else None
-        if spec['state'] == 'present':
-            if record is None and lio_backstore.lookup(spec['name']) is not None:
-                raise ValidationError('a fileio backstore called %s exists but is not a vDisk of pool %s: '
-                                      'refusing to take it over' % (spec['name'], pool.path))
-            actions = plan_present(spec, record, so, pool)
-        elif record is None:
-            actions = []
-        elif exports.get(spec['name']) and not spec['force']:
-            raise ValidationError('vDisk %s is exported by %s: set force=true to delete it and its data'
-                                  % (spec['name'], ', '.join(e['target'] for e in exports[spec['name']])))
-        else:
-            actions = ['deleted']
-        plans.append((spec, record, so, actions))
-
-    before, after, results = {}, {}, []
-    lio_changed = False
-    for spec, record, so, actions in plans:
-        name = spec['name']
-        before[name] = summary(record, exports.get(name))
-        if actions and not module.check_mode:
-            record, lio_changed_here = apply(pool, spec, record, so, actions)
-            lio_changed = lio_changed or lio_changed_here
-        if spec['state'] == 'absent':
-            after[name] = None
-            results.append(describe(spec, None, [] if actions else exports.get(name, []), actions))
-        else:
-            if record is None:  # check mode, to be created
-                after[name] = {'size_bytes': spec['size_bytes'], 'filesystem': spec['filesystem_final'],
-                               'partitions': spec['layout'], 'wwn': '(new)', 'exported_by': []}
-            else:
-                if module.check_mode and 'grown' in actions:
-                    record.size_bytes = spec['size_bytes']
-                after[name] = summary(record, exports.get(name))
-            results.append(describe(spec, record, exports.get(name, []), actions))
-    if lio_changed:
-        lio.save_config(root)
-
-    changed = any(r['actions'] for r in results)
-    result = {'changed': changed, 'vdisks': results}
-    if module.params['name'] is not None:
-        result['vdisk'] = results[0]
-    if module._diff:
-        result['diff'] = {'before': {k: v for k, v in before.items() if v is not None},
-                          'after': {k: v for k, v in after.items() if v is not None}}
+    steps, unlisted = vdisk_resource.plan(pool, items, exports, lookup, purge=params['purge'],
+                                          purge_force=params['force'])
+    if unlisted:
+        module.warn('vDisks in pool %s that the list does not name (kept; force=true with purge=true deletes '
+                    'them and their data): %s' % (pool.path, ', '.join(unlisted)))
+    resource_run.apply_steps(vdisk_resource.apply_order(steps), lambda: lio.save_config(root), module.check_mode)
+    result = resource_run.result(steps, module._diff)
+    result['vdisks'] = [step.describe() for step in steps]
+    result['unlisted'] = unlisted
+    if params['name'] is not None:
+        result['vdisk'] = result['vdisks'][0]
     return result
-
-
-def summary(record, exports):
-    if record is None:
-        return None
-    return {'size_bytes': record.size_bytes, 'filesystem': record.filesystem, 'partitions': record.partitions,
-            'wwn': record.wwn, 'exported_by': exports or []}
-
-
-def apply(pool, spec, record, so, actions):
-    """Carry out the planned actions for one vDisk; returns (record, LIO changed)."""
-    if 'deleted' in actions:
-        if so is not None:
-            lio_backstore.delete(so)
-        pool.delete(record)
-        return None, so is not None
-    if 'created' in actions:
-        record = pool.create(spec['name'], spec['size_bytes'], spec['filesystem_final'], spec['layout'])
-        try:
-            lio_backstore.create(record)
-        except BaseException:
-            pool.delete(record)  # leave nothing half-made behind
-            raise
-        return record, True
-    old_size = record.size_bytes
-    if 'grown' in actions:
-        pool.grow(record, spec['size_bytes'])
-    try:
-        if 'exported' in actions:
-            lio_backstore.create(record)
-        elif 'reexported' in actions:
-            lio_backstore.recreate(so, record)
-    except BaseException:
-        if 'grown' in actions:
-            # Nothing could have been written past the old end: the export failed.
-            pool.undo_grow(record, old_size)
-        raise
-    return record, 'exported' in actions or 'reexported' in actions
 
 
 def main():

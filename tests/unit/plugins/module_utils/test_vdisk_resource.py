@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Planning in the vdisk module: what a run would do, and what it refuses."""
+"""Planning vDisks: what a run would do, and what it refuses."""
 
 from __future__ import annotations
 
@@ -11,20 +11,20 @@ import pytest
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.pool import VdiskRecord
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import ValidationError
-from ansible_collections.clusterducks.vdisk.plugins.modules import vdisk
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import vdisk_resource
 
 G = 1 << 30
 
 
 def params(**over):
     p = {'pool': '/srv/vdisks', 'name': None, 'size': None, 'filesystem': None, 'partitions': None,
-         'state': 'present', 'force': False, 'vdisks': None}
+         'state': 'present', 'force': False, 'vdisks': None, 'purge': False}
     p.update(over)
     return p
 
 
 def item(**over):
-    return vdisk.requested_items(params(**dict({'name': 'node01'}, **over)))[0]
+    return vdisk_resource.requested(params(**dict({'name': 'node01'}, **over)))[0]
 
 
 class SO:
@@ -38,7 +38,7 @@ def record(size=G, filesystem='xfs', partitions=()):
 
 
 def test_items_take_module_defaults():
-    items = vdisk.requested_items(params(state='absent', force=True, vdisks=[
+    items = vdisk_resource.requested(params(state='absent', force=True, vdisks=[
         {'name': 'a'}, {'name': 'b', 'state': 'present', 'force': False, 'size': '1G'}]))
     assert [(i['name'], i['state'], i['force']) for i in items] == [('a', 'absent', True), ('b', 'present', False)]
     assert items[1]['size_bytes'] == G
@@ -53,52 +53,167 @@ def test_items_take_module_defaults():
 ])
 def test_items_rejected(vdisks, message):
     with pytest.raises(ValidationError, match=message):
-        vdisk.requested_items(params(vdisks=vdisks))
+        vdisk_resource.requested(params(vdisks=vdisks))
 
 
 def test_plan_create_needs_a_size():
     with pytest.raises(ValidationError, match='size is required'):
-        vdisk.plan_present(item(), None, None, None)
+        vdisk_resource._plan_present(item(), None, None)
     spec = item(size='1G')
-    assert vdisk.plan_present(spec, None, None, None) == ['created', 'exported']
+    assert vdisk_resource._plan_present(spec, None, None) == ['created', 'exported']
     assert spec['filesystem_final'] == 'xfs'
 
 
 def test_plan_partitions_default_to_no_whole_disk_filesystem():
     spec = item(size='2G', partitions=[{'size': '1G', 'filesystem': 'ext4'}, {'size': None}])
-    vdisk.plan_present(spec, None, None, None)
+    vdisk_resource._plan_present(spec, None, None)
     assert spec['filesystem_final'] == 'none'
     assert [p['filesystem'] for p in spec['layout']] == ['ext4', 'xfs']
 
 
 def test_plan_nothing_to_do():
     r = record()
-    assert vdisk.plan_present(item(size='1G'), r, SO(r), None) == []
-    assert vdisk.plan_present(item(), r, SO(r), None) == []
+    assert vdisk_resource._plan_present(item(size='1G'), r, SO(r)) == []
+    assert vdisk_resource._plan_present(item(), r, SO(r)) == []
 
 
 def test_plan_grow_reexports_and_shrink_is_refused():
     r = record()
-    assert vdisk.plan_present(item(size='2G'), r, SO(r), None) == ['grown', 'reexported']
+    assert vdisk_resource._plan_present(item(size='2G'), r, SO(r)) == ['grown', 'reexported']
     with pytest.raises(ValidationError, match='shrinking it to 512M is refused'):
-        vdisk.plan_present(item(size='512M'), r, SO(r), None)
+        vdisk_resource._plan_present(item(size='512M'), r, SO(r))
 
 
 def test_plan_converges_a_drifted_backstore():
     r = record()
-    assert vdisk.plan_present(item(), r, SO(r, write_back=True), None) == ['reexported']
-    assert vdisk.plan_present(item(), r, SO(r, size=G // 2), None) == ['reexported']
-    assert vdisk.plan_present(item(), r, SO(r, aio=True), None) == ['reexported']
-    assert vdisk.plan_present(item(), r, None, None) == ['exported']
+    assert vdisk_resource._plan_present(item(), r, SO(r, write_back=True)) == ['reexported']
+    assert vdisk_resource._plan_present(item(), r, SO(r, size=G // 2)) == ['reexported']
+    assert vdisk_resource._plan_present(item(), r, SO(r, aio=True)) == ['reexported']
+    assert vdisk_resource._plan_present(item(), r, None) == ['exported']
 
 
 def test_plan_never_reformats_or_repartitions():
     with pytest.raises(ValidationError, match='never reformatted'):
-        vdisk.plan_present(item(filesystem='ext4'), record(), None, None)
+        vdisk_resource._plan_present(item(filesystem='ext4'), record(), None)
     parted = record(2 * G, 'none', [{'number': 1, 'size_bytes': G, 'filesystem': 'xfs'},
                                     {'number': 2, 'size_bytes': G - (2 << 20), 'filesystem': 'xfs'}])
     same = [{'size': '1G', 'filesystem': 'xfs'}, {'size': None, 'filesystem': 'xfs'}]
-    assert vdisk.plan_present(item(partitions=same), parted, SO(parted), None) == []
+    assert vdisk_resource._plan_present(item(partitions=same), parted, SO(parted)) == []
     with pytest.raises(ValidationError, match='never changed'):
-        vdisk.plan_present(item(partitions=[{'size': '1500M', 'filesystem': 'xfs'}, {'size': None, 'filesystem': 'xfs'}]),
-                           parted, SO(parted), None)
+        vdisk_resource._plan_present(item(partitions=[{'size': '1500M', 'filesystem': 'xfs'}, {'size': None, 'filesystem': 'xfs'}]),
+                           parted, SO(parted))
+
+
+# Plans over a pool and LIO held in memory; resource_run applies them.
+
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio_backstore, resource_run  # noqa: E402
+
+
+class MemoryPool:
+    path = '/srv/vdisks'
+
+    def __init__(self, *records, fail_create=None):
+        self.records = dict((r.name, r) for r in records)
+        self.fail_create = fail_create
+
+    def get(self, name):
+        return self.records.get(name)
+
+    def list(self):
+        return [self.records[n] for n in sorted(self.records)]
+
+    def create(self, name, size_bytes, filesystem, layout):
+        if name == self.fail_create:
+            raise OSError('mkfs failed')
+        r = VdiskRecord(name, '/srv/vdisks/%s/disk.img' % name, size_bytes, 'wwn-' + name, filesystem, layout)
+        self.records[name] = r
+        return r
+
+    def grow(self, r, size):
+        r.size_bytes = size
+
+    def undo_grow(self, r, size):
+        r.size_bytes = size
+
+    def delete(self, r):
+        del self.records[r.name]
+
+
+@pytest.fixture
+def backstores(monkeypatch):
+    live = {}
+    monkeypatch.setattr(lio_backstore, 'create', lambda r: live.setdefault(r.name, SO(r)))
+    monkeypatch.setattr(lio_backstore, 'delete', lambda so: live.pop([k for k, v in live.items() if v is so][0]))
+    monkeypatch.setattr(lio_backstore, 'recreate', lambda so, r: live.__setitem__(r.name, SO(r)) or live[r.name])
+    return live
+
+
+def named(name, size=G):
+    return VdiskRecord(name, '/srv/vdisks/%s/disk.img' % name, size, 'wwn-' + name, 'xfs', [])
+
+
+def run(pool, live, vdisks, exports=None, dry_run=False, **kw):
+    items = vdisk_resource.requested(params(vdisks=vdisks))
+    steps, unlisted = vdisk_resource.plan(pool, items, exports or {}, live.get, **kw)
+    saves = []
+    resource_run.apply_steps(vdisk_resource.apply_order(steps), lambda: saves.append(1), dry_run)
+    return steps, unlisted, saves
+
+
+def test_force_no_as_a_string_never_deletes():
+    # The module's suboptions turn "no" into False; the engine refuses anything else.
+    with pytest.raises(ValidationError, match='force must be a boolean'):
+        vdisk_resource.requested(params(vdisks=[{'name': 'a', 'state': 'absent', 'force': 'no'}]))
+
+
+def test_a_failed_run_undoes_what_it_created_and_saves(backstores):
+    pool = MemoryPool(named('old'), fail_create='bad')
+    backstores['old'] = SO(pool.get('old'))
+    with pytest.raises(resource_run.RunFailed) as failed:
+        run(pool, backstores, [{'name': 'new', 'size': '1G'}, {'name': 'old', 'state': 'absent', 'force': True},
+                               {'name': 'bad', 'size': '1G'}])
+    # 'new' was created and is gone again; 'old' (a deletion, ordered last) was never touched.
+    assert sorted(pool.records) == ['old'] and sorted(backstores) == ['old']
+    assert failed.value.undone == ['new'] and 'save file matches' in str(failed.value)
+
+
+def test_a_grow_is_kept_when_a_later_step_fails(backstores):
+    pool = MemoryPool(named('a'), fail_create='bad')
+    backstores['a'] = SO(pool.get('a'))
+    with pytest.raises(resource_run.RunFailed) as failed:
+        run(pool, backstores, [{'name': 'a', 'size': '2G'}, {'name': 'bad', 'size': '1G'}])
+    assert pool.get('a').size_bytes == 2 * G
+    assert failed.value.kept[0][0] == 'a' and 'could lose data' in failed.value.kept[0][1]
+
+
+def test_check_mode_changes_nothing_and_plans_the_same(backstores):
+    pool = MemoryPool(named('a'))
+    backstores['a'] = SO(pool.get('a'))
+    vdisks = [{'name': 'a', 'size': '2G'}, {'name': 'b', 'size': '1G'}]
+    dry, _, saves = run(pool, backstores, vdisks, dry_run=True)
+    assert saves == [] and sorted(pool.records) == ['a'] and pool.get('a').size_bytes == G
+    real, _, saves = run(pool, backstores, vdisks)
+    assert [s.actions for s in dry] == [s.actions for s in real] and saves == [1]
+    again, _, saves = run(pool, backstores, vdisks)
+    assert [s.actions for s in again] == [[], []] and saves == []
+
+
+def test_purge_reports_unlisted_and_deletes_only_with_force(backstores):
+    pool = MemoryPool(named('keep'), named('stray'))
+    for r in pool.list():
+        backstores[r.name] = SO(r)
+    steps, unlisted, _ = run(pool, backstores, [{'name': 'keep'}], purge=True)
+    assert unlisted == ['stray'] and 'stray' in pool.records
+    steps, unlisted, _ = run(pool, backstores, [{'name': 'keep'}], purge=False)
+    assert unlisted == []
+    steps, unlisted, _ = run(pool, backstores, [{'name': 'keep'}], purge=True, purge_force=True)
+    assert unlisted == [] and sorted(pool.records) == ['keep'] and [s.actions for s in steps] == [[], ['deleted']]
+
+
+def test_before_and_after_are_always_there(backstores):
+    pool = MemoryPool(named('a'))
+    backstores['a'] = SO(pool.get('a'))
+    steps, _, _ = run(pool, backstores, [{'name': 'a', 'size': '2G'}], dry_run=True)
+    out = resource_run.result(steps, diff=False)
+    assert out['before']['a']['size_bytes'] == G and out['after']['a']['size_bytes'] == 2 * G
+    assert 'diff' not in out and 'diff' in resource_run.result(steps, diff=True)
