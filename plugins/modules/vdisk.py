@@ -310,7 +310,6 @@ vdisks:
       returned: always
 """
 
-import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -375,11 +374,14 @@ def run_module():
     try:
         items = vdisk_resource.requested(module.params)
         pool = open_pool(module.params['pool'], run)
-        if check_mode and not os.path.isdir(pool.path):
-            module.warn('pool %s does not exist yet: planning every vDisk as new (check mode)' % pool.path)
-            pool = _NoPoolYet(pool.path)
-        else:
+        try:
             pool.check()
+        except PoolError as exc:
+            if not check_mode:
+                raise
+            # A check run before the storage_host role has made and mounted the pool.
+            module.warn('%s: planning every vDisk as new (check mode)' % exc)
+            pool = _NoPoolYet(pool.path)
         if lio.HAS_RTSLIB:
             root = lio.open_root()
             with host_lock():
