@@ -26,6 +26,7 @@ import os
 import time
 import uuid
 
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import pool_layout, rules
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.atomic import write_json_atomic
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import (
     SIZE_ALIGN,
@@ -35,8 +36,8 @@ from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation impo
     parse_size,
 )
 
-METADATA = 'vdisk.json'
-BACKING = 'disk.img'
+METADATA = pool_layout.METADATA
+BACKING = pool_layout.BACKING
 FILESYSTEMS = ('xfs', 'ext4', 'none')
 # mkfs.xfs (xfsprogs >= 5.19) refuses filesystems under 300 MiB.
 MIN_FS_SIZE = {'xfs': 300 << 20, 'ext4': 8 << 20, 'none': SIZE_ALIGN}
@@ -166,7 +167,7 @@ class BtrfsPool(object):
 
     def get(self, name):
         directory = self._dir(name)
-        meta = os.path.join(directory, METADATA)
+        meta = pool_layout.metadata_path(self.path, name)
         if not os.path.exists(meta):
             if os.path.exists(directory):
                 # Never guess about data we did not finish creating: a person decides.
@@ -174,17 +175,14 @@ class BtrfsPool(object):
                                 'the subvolume by hand if it holds nothing of value' % (directory, METADATA))
             return None
         with open(meta) as f:
-            data = json.load(f)
-        backing = os.path.join(directory, BACKING)
-        return VdiskRecord(data['name'], backing, os.stat(backing).st_size, data['wwn'],
-                           data['filesystem'], data.get('partitions', []), data.get('created'))
+            data = pool_layout.parse_metadata(json.load(f), directory)
+        if data['size_bytes'] is None:
+            raise PoolError('vDisk %s has metadata but its backing file %s is gone' % (name, data['backing']))
+        return VdiskRecord(data['name'], data['backing'], data['size_bytes'], data['wwn'], data['filesystem'],
+                           data['partitions'], data['created'])
 
     def list(self):
-        records = []
-        for name in sorted(os.listdir(self.path)):
-            if os.path.exists(os.path.join(self.path, name, METADATA)):
-                records.append(self.get(name))
-        return records
+        return [self.get(name) for name in pool_layout.names(self.path, rules.VDISK_RE.fullmatch)]
 
     def create(self, name, size_bytes, filesystem, partitions, wwn=None):
         """Create, format and describe a vDisk. Undoes itself if any step fails."""

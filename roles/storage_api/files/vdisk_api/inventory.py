@@ -16,7 +16,7 @@ import json
 import os
 import threading
 
-from vdisk_api import rules
+from vdisk_api import pool_layout, rules
 
 
 class ResolveError(Exception):
@@ -90,32 +90,9 @@ class Lio:
         return stamp, index
 
 
-def _parse_vdisk(data, directory):
-    if not isinstance(data, dict):
-        raise ValueError('not a JSON object')
-    size = data.get('size_bytes')
-    if size is None:
-        # The pool keeps the size in the backing file, not in vdisk.json.
-        try:
-            size = os.stat(os.path.join(directory, os.path.basename(data.get('backing') or 'disk.img'))).st_size
-        except OSError:
-            size = None
-    parts = []
-    for part in data.get('partitions') or []:
-        parts.append({'number': int(part['number']), 'size_bytes': part.get('size_bytes'),
-                      'filesystem': part.get('filesystem') or 'none'})
-    return {
-        'name': data.get('name'),
-        'wwn': data.get('wwn'),
-        'size_bytes': size,
-        'filesystem': data.get('filesystem') or 'none',
-        'partitions': sorted(parts, key=lambda p: p['number']),
-    }
-
-
 class Pool:
-    """Adapter for the pool's per-vDisk metadata: the ONE place that knows the
-    on-disk layout <pool_path>/<vdisk>/vdisk.json (switch to the pool module here)."""
+    """The pool's vDisks, read through pool_layout.py: the same reader as the
+    modules' pool backend, cached per file change."""
 
     def __init__(self, path):
         self.path = path
@@ -125,8 +102,8 @@ class Pool:
         cached = self._files.get(name)
         if cached is None:
             directory = os.path.join(self.path, name)
-            cached = self._files[name] = _Cached(os.path.join(directory, 'vdisk.json'),
-                                                 lambda data: _parse_vdisk(data, directory))
+            cached = self._files[name] = _Cached(pool_layout.metadata_path(self.path, name),
+                                                 lambda data: pool_layout.parse_metadata(data, directory))
         return cached
 
     def get(self, name):
@@ -135,11 +112,7 @@ class Pool:
         return self._file(name).get()
 
     def names(self):
-        try:
-            entries = sorted(os.listdir(self.path))
-        except OSError:
-            return []
-        return [e for e in entries if rules.VDISK_RE.fullmatch(e) and os.path.isfile(os.path.join(self.path, e, 'vdisk.json'))]
+        return pool_layout.names(self.path, rules.VDISK_RE.fullmatch)
 
 
 def vdisk_info(name, meta, lio_index, assigned_to):

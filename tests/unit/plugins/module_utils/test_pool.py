@@ -162,3 +162,22 @@ def test_metadata_is_readable_by_the_api_but_not_writable(btrfs, tmp_path):
     pool, runner = btrfs
     pool.create('node01', G, 'xfs', [])
     assert oct(os.stat(tmp_path / 'node01' / 'vdisk.json').st_mode & 0o777) == oct(0o644)
+
+
+def test_the_service_reads_the_pool_with_the_same_code():
+    # The API's pool reader is a link to the modules' (as rules.py is).
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+    service = os.path.join(repo, 'roles', 'storage_api', 'files', 'vdisk_api', 'pool_layout.py')
+    assert os.path.islink(service)
+    assert os.path.realpath(service) == os.path.realpath(os.path.join(repo, 'plugins', 'module_utils', 'pool_layout.py'))
+
+
+def test_pool_and_layout_agree(btrfs, tmp_path):
+    from ansible_collections.clusterducks.vdisk.plugins.module_utils import pool_layout
+    pool, runner = btrfs
+    made = pool.create('node02', G, 'none', [{'number': 1, 'size_bytes': 512 << 20, 'filesystem': 'none'}])
+    data = pool_layout.parse_metadata(json.loads((tmp_path / 'node02' / 'vdisk.json').read_text()),
+                                      str(tmp_path / 'node02'))
+    assert (data['name'], data['wwn'], data['size_bytes'], data['partitions']) == (
+        made.name, made.wwn, G, made.partitions)
+    assert pool_layout.names(str(tmp_path), lambda n: True) == ['node02']
