@@ -65,15 +65,20 @@ options:
     type: str
   overlayfs:
     description:
-      - OverlayFS root on the vDisk. When omitted, the overlay is disabled.
+      - OverlayFS root on the vDisk. When omitted, the overlay is disabled (as O(overlayfs.enabled) omitted).
       - With the overlay enabled, O(overlayfs.upper) and O(overlayfs.work) are required, must both lie below the
         same mounted vDisk path (one filesystem, as overlayfs requires), and neither may be inside the other.
     type: dict
     suboptions:
       enabled:
-        description: Whether the device builds an overlayfs root on the vDisk.
+        description:
+          - Whether the device builds an overlayfs root on the vDisk.
+          - When not set, the storage API's default applies, V(false) (the overlay is disabled), the same whether
+            the assignment comes from this module or straight from the API; the module sends that value. Set it to
+            V(true) to build an overlayfs root, as in the seed's example.
+          - Earlier versions of this module used V(true) when O(overlayfs) was given without O(overlayfs.enabled),
+            unlike the API. It now warns when O(overlayfs.upper) or O(overlayfs.work) is set without it.
         type: bool
-        default: true
       lower:
         description: Lower (read-only) layer, an absolute path; the golden image root by default.
         type: str
@@ -120,6 +125,7 @@ EXAMPLES = r"""
     mounts:
       "0": data
     overlayfs:
+      enabled: true
       lower: /
       upper: /data/overlayfs
       work: /data/workdir
@@ -195,6 +201,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import api_client
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import rules
 
+# What an omitted overlayfs.enabled means: the shared rule's default, so that
+# the module sends what the API would store for the same input.
+OVERLAY_ENABLED_DEFAULT = rules.OVERLAY_ENABLED_DEFAULT
+
 # The fields the user declares; the API adds revision and timestamps.
 FIELDS = ('device', 'vdisk', 'target', 'initiator_iqn', 'overlayfs', 'mounts', 'frozen')
 
@@ -219,18 +229,19 @@ def _desired(params):
         body['initiator_iqn'] = params['initiator_iqn']
     if params['overlayfs'] is not None:
         body['overlayfs'] = dict((k, v) for k, v in params['overlayfs'].items() if v is not None)
+        body['overlayfs'].setdefault('enabled', OVERLAY_ENABLED_DEFAULT)
     return body
 
 
-def main():
-    argument_spec = api_client.api_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = api_client.api_argument_spec()
+    spec.update(
         device={'type': 'str', 'required': True},
         vdisk={'type': 'str'},
         target={'type': 'str'},
         initiator_iqn={'type': 'str'},
         overlayfs={'type': 'dict', 'options': {
-            'enabled': {'type': 'bool', 'default': True},
+            'enabled': {'type': 'bool'},  # no default here: see OVERLAY_ENABLED_DEFAULT
             'lower': {'type': 'str', 'default': '/'},
             'upper': {'type': 'str'},
             'work': {'type': 'str'},
@@ -239,9 +250,19 @@ def main():
         frozen={'type': 'bool', 'default': True},
         state={'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[('state', 'present', ('vdisk',))])
     params = module.params
+
+    overlay = params['overlayfs']
+    if overlay and overlay['enabled'] is None and (overlay['upper'] or overlay['work']):
+        module.warn('overlayfs.enabled is not set, so the overlay is %s (the storage API\'s default); set '
+                    'overlayfs.enabled to true to build an overlayfs root (earlier versions of this module enabled '
+                    'it when the option was omitted)' % ('enabled' if OVERLAY_ENABLED_DEFAULT else 'disabled'))
 
     # Validate everything we can before any request.
     try:

@@ -49,7 +49,7 @@ def run(service):
 
 
 SEED = {'device': 'node01', 'vdisk': 'node01', 'mounts': {'0': 'data'},
-        'overlayfs': {'upper': '/data/overlayfs', 'work': '/data/workdir'}}
+        'overlayfs': {'enabled': True, 'upper': '/data/overlayfs', 'work': '/data/workdir'}}
 
 
 def stored(service):
@@ -99,8 +99,8 @@ def test_assignment_absent(service, run):
 @pytest.mark.parametrize('args,message', [
     (dict(SEED, mounts={'0': '/data'}), 'relative'),
     (dict(SEED, mounts={'0': 'data/../etc'}), '..'),
-    (dict(SEED, overlayfs={'upper': '/data/o', 'work': '/data/o/w'}), 'inside one another'),
-    (dict(SEED, overlayfs={'upper': '/srv/o', 'work': '/data/w'}), 'not on a mounted'),
+    (dict(SEED, overlayfs={'enabled': True, 'upper': '/data/o', 'work': '/data/o/w'}), 'inside one another'),
+    (dict(SEED, overlayfs={'enabled': True, 'upper': '/srv/o', 'work': '/data/w'}), 'not on a mounted'),
     (dict(SEED, device='Bad_Device'), 'device id'),
     (dict(SEED, vdisk='node02', mounts={'1': 'data', '7': 'x'}, overlayfs=None), 'no partition 7'),
     (dict(SEED, vdisk='nosuchdisk'), 'unknown vDisk'),
@@ -179,3 +179,30 @@ def test_wrong_admin_token(service):
         with pytest.raises(FailJson) as excinfo:
             storage_api_info.main()
     assert excinfo.value.args[0]['status'] == 401
+
+
+def test_overlay_enabled_default_agrees_with_the_api(service, run):
+    """Omitting overlayfs.enabled means what the shared rule (and so the API) says, in the module too."""
+    from ansible.module_utils.common.warnings import get_warning_messages  # pylint: disable=import-outside-toplevel
+    from ansible_collections.clusterducks.vdisk.plugins.module_utils import rules  # pylint: disable=import-outside-toplevel
+    rule_default = rules.normalize_overlay({}, {})['enabled']
+    assert assignment.OVERLAY_ENABLED_DEFAULT is rule_default
+    assert 'default' not in assignment.argument_spec()['overlayfs']['options']['enabled']  # no default of its own
+    body = {'vdisk': 'node01', 'mounts': {'0': 'data'},
+            'overlayfs': {'upper': '/data/overlayfs', 'work': '/data/workdir'}}
+    admin = service.session()
+    api_default = admin.put(service.url + '/api/v1/assignments/node01', params={'dry_run': '1'},
+                            json=body).json()['assignment']['overlayfs']['enabled']
+    assert api_default is rule_default is False
+
+    ok, result = run(assignment, dict(body, device='node01'))
+    assert ok and result['assignment']['overlayfs']['enabled'] is api_default, result
+    assert any('overlayfs.enabled' in w for w in get_warning_messages())
+    # The API, given the same body, sees nothing to change; nor does the module with the default spelled out.
+    assert admin.put(service.url + '/api/v1/assignments/node01', json=body).json()['changed'] is False
+    body['overlayfs']['enabled'] = rule_default
+    ok, result = run(assignment, dict(body, device='node01'))
+    assert ok and result['changed'] is False
+    # Without overlayfs at all: the same.
+    ok, result = run(assignment, {'device': 'node01', 'vdisk': 'node01', 'mounts': {'0': 'data'}})
+    assert ok and result['changed'] is True and result['assignment']['overlayfs']['enabled'] is api_default
