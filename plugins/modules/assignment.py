@@ -194,6 +194,57 @@ assignment:
       description: Incremented by the API on every change; absent in check mode for a new assignment.
       type: int
       sample: 3
+    created_at:
+      description: When the assignment was created (UTC, ISO 8601); absent in check mode for a new assignment.
+      type: str
+      sample: '2025-01-31T12:00:00Z'
+    updated_at:
+      description: When the assignment last changed (UTC, ISO 8601); absent in check mode for a new assignment.
+      type: str
+      sample: '2025-01-31T12:00:00Z'
+before:
+  description:
+    - The declared fields of the assignment before the run, V(null) if the device had none.
+    - Returned in every mode; in diff mode the same data is also in C(diff). Holds no secrets.
+  returned: success
+  type: dict
+  contains: &assignment_view
+    device:
+      description: Device id.
+      type: str
+      sample: node01
+    vdisk:
+      description: vDisk name.
+      type: str
+      sample: node01
+    target:
+      description: Target IQN.
+      type: str
+      sample: iqn.2003-01.org.linux-iscsi.storage1:vdisk-node01
+    initiator_iqn:
+      description: Initiator IQN the device uses.
+      type: str
+      sample: iqn.2024-01.org.clusterducks.device:node01
+    overlayfs:
+      description: Overlayfs settings with keys C(enabled), C(lower), C(upper), C(work).
+      type: dict
+      sample: {enabled: true, lower: /, upper: /data/overlayfs, work: /data/workdir}
+    mounts:
+      description: Partition number (string) to path without the leading slash.
+      type: dict
+      sample: {"0": data}
+    frozen:
+      description: Whether the device is frozen.
+      type: bool
+      sample: true
+after:
+  description:
+    - The declared fields of the assignment after the run (in check mode, as the API would store them, from its
+      dry run), V(null) after O(state=absent).
+    - Returned in every mode; in diff mode the same data is also in C(diff). Holds no secrets.
+  returned: success
+  type: dict
+  contains: *assignment_view
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -280,9 +331,9 @@ def main():
             changed = current is not None
             if changed and not module.check_mode:
                 client.delete_assignment(params['device'])
-            result = {'changed': changed, 'assignment': None}
+            result = {'changed': changed, 'assignment': None, 'before': _view(current), 'after': None}
             if module._diff:
-                result['diff'] = {'before': _view(current) or {}, 'after': {}}
+                result['diff'] = {'before': result['before'] or {}, 'after': {}}
             module.exit_json(**result)
 
         vdisk = client.get_vdisk(params['vdisk'])
@@ -304,9 +355,9 @@ def main():
     except api_client.ApiError as exc:
         module.fail_json(msg=str(exc), status=exc.status, code=exc.code)
 
-    result = {'changed': changed, 'assignment': stored}
+    result = {'changed': changed, 'assignment': stored, 'before': _view(current), 'after': _view(stored)}
     if module._diff:
-        result['diff'] = {'before': _view(current) or {}, 'after': _view(stored)}
+        result['diff'] = {'before': result['before'] or {}, 'after': result['after']}
     module.exit_json(**result)
 
 

@@ -376,7 +376,7 @@ def main():
     issue, revoke, why = plan(params, current, stale, state_of_dest)
 
     before = view(current, dest=state_of_dest, replaced=[t['id'] for t in stale])
-    result = {'changed': issue or bool(revoke), 'before': before, 'after': before,
+    result = {'changed': issue or bool(revoke), 'before': before, 'after': dict(before) if before else None,
               'metadata': None if issue or params['state'] == 'absent' else current}
     if params['state'] == 'absent':
         result['after'] = None

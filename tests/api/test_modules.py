@@ -206,3 +206,21 @@ def test_overlay_enabled_default_agrees_with_the_api(service, run):
     # Without overlayfs at all: the same.
     ok, result = run(assignment, {'device': 'node01', 'vdisk': 'node01', 'mounts': {'0': 'data'}})
     assert ok and result['changed'] is True and result['assignment']['overlayfs']['enabled'] is api_default
+
+
+def test_assignment_before_after_in_every_mode(service, run):
+    for check in (True, False):
+        ok, result = run(assignment, SEED, check=check)
+        assert ok and result['changed'] is True and 'diff' not in result
+        assert result['before'] is None
+        assert result['after']['target'] == T1 and result['after']['overlayfs']['enabled'] is True
+        assert set(result['after']) == {'device', 'vdisk', 'target', 'initiator_iqn', 'overlayfs', 'mounts', 'frozen'}
+    ok, result = run(assignment, dict(SEED, frozen=False))
+    assert ok and (result['before']['frozen'], result['after']['frozen']) == (True, False)
+    ok, result = run(assignment, dict(SEED, frozen=False), diff=True)
+    assert ok and result['changed'] is False and result['before'] == result['after']
+    assert result['diff'] == {'before': result['before'], 'after': result['after']}
+    ok, result = run(assignment, {'device': 'node01', 'state': 'absent'})
+    assert ok and result['before']['vdisk'] == 'node01' and result['after'] is None
+    ok, result = run(assignment, {'device': 'node01', 'state': 'absent'})
+    assert ok and result['changed'] is False and result['before'] is None and result['after'] is None
