@@ -170,7 +170,7 @@ def test_storage_api_info(service, run):
     assert [(t['device'], t['name']) for t in result['tokens']] == [('node01', 'default')]
     assert 'cdv1.' not in json.dumps(result['tokens'])
     assert {v['name']: v['assigned_to'] for v in result['vdisks']}['node01'] == 'node01'
-    ok, result = run(storage_api_info, {'gather': ['assignments'], 'device': 'node02'})
+    ok, result = run(storage_api_info, {'gather_subset': ['assignments'], 'device': 'node02'})
     assert ok and result['assignments'] == [] and 'vdisks' not in result
 
 
@@ -224,3 +224,30 @@ def test_assignment_before_after_in_every_mode(service, run):
     assert ok and result['before']['vdisk'] == 'node01' and result['after'] is None
     ok, result = run(assignment, {'device': 'node01', 'state': 'absent'})
     assert ok and result['changed'] is False and result['before'] is None and result['after'] is None
+
+
+@pytest.mark.parametrize('args,expected', [
+    ({}, {'assignments', 'tokens', 'vdisks'}),
+    ({'gather_subset': ['all']}, {'assignments', 'tokens', 'vdisks'}),
+    ({'gather_subset': ['tokens']}, {'tokens'}),
+    ({'gather_subset': ['tokens', 'vdisks']}, {'tokens', 'vdisks'}),
+    ({'gather_subset': ['!vdisks']}, {'assignments', 'tokens'}),
+    ({'gather_subset': ['all', '!tokens']}, {'assignments', 'vdisks'}),
+    ({'gather_subset': ['tokens', '!tokens']}, set()),
+    ({'gather': ['assignments']}, {'assignments'}),  # the deprecated alias still works
+])
+def test_storage_api_info_gather_subset(run, args, expected):
+    ok, result = run(storage_api_info, args)
+    assert ok, result
+    assert set(result) - {'changed'} == expected
+
+
+def test_storage_api_info_gather_is_deprecated(run):
+    from ansible.module_utils.common.warnings import get_deprecation_messages  # pylint: disable=import-outside-toplevel
+    assert run(storage_api_info, {'gather': ['tokens']})[0]
+    assert any("'gather'" in d['msg'] and d.get('version') == '2.0.0' for d in get_deprecation_messages())
+
+
+def test_storage_api_info_gather_subset_choices(run):
+    ok, result = run(storage_api_info, {'gather_subset': ['secrets']})
+    assert not ok and 'gather_subset' in result['msg']
