@@ -29,6 +29,17 @@ attributes:
     platforms: linux
 """
 
+    # The storage API modules (meta/runtime.yml action_groups: api).
+    ACTIONGROUP_API = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/clusterducks.vdisk.api) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - clusterducks.vdisk.api
+"""
+
     # Should be used together with the standard fragment.
     INFO_MODULE = r"""
 options: {}

@@ -27,6 +27,7 @@ author:
 extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.api
+  - clusterducks.vdisk.attributes.actiongroup_api
 attributes:
   check_mode:
     support: full
@@ -144,6 +145,26 @@ EXAMPLES = r"""
       "2": var/lib/puppet
     frozen: false
   delegate_to: localhost
+
+- name: Set the connection options once for all storage API modules (action group clusterducks.vdisk.api)
+  module_defaults:
+    group/clusterducks.vdisk.api:
+      url: https://storage1.example.com:8443
+      token: "{{ vdisk_api_admin_token }}"
+      ca_path: /etc/clusterducks/vdisk-api-ca.crt
+  delegate_to: localhost
+  block:
+    - name: Assign node03's vDisk, without an overlay
+      clusterducks.vdisk.assignment:
+        device: node03
+        vdisk: node03
+        mounts:
+          "0": data
+
+    - name: And its boot token
+      clusterducks.vdisk.device_token:
+        device: node03
+        dest: /etc/clusterducks/device-tokens/node03
 
 - name: Remove an assignment
   clusterducks.vdisk.assignment:

@@ -29,6 +29,7 @@ author:
 extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.api
+  - clusterducks.vdisk.attributes.actiongroup_api
 attributes:
   check_mode:
     support: full

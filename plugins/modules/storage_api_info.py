@@ -20,6 +20,7 @@ extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.attributes.info_module
   - clusterducks.vdisk.api
+  - clusterducks.vdisk.attributes.actiongroup_api
 attributes:
   platform:
     description: Target OS/families that can be operated against.
