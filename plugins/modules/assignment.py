@@ -28,6 +28,7 @@ extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.api
   - clusterducks.vdisk.attributes.actiongroup_api
+  - clusterducks.vdisk.attributes.idempotent
 attributes:
   check_mode:
     support: full
@@ -35,6 +36,11 @@ attributes:
       - In check mode the API validates the assignment (a dry run) without storing it.
   diff_mode:
     support: full
+  idempotent:
+    support: full
+    details:
+      - The module compares the declared fields with what the API stores (after the API's own normalization,
+        from a dry run), so the second run reports no change and the API does not bump the revision.
   platform:
     description: Target OS/families that can be operated against.
     support: full

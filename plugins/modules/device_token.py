@@ -30,6 +30,7 @@ extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.api
   - clusterducks.vdisk.attributes.actiongroup_api
+  - clusterducks.vdisk.attributes.idempotent
 attributes:
   check_mode:
     support: full
@@ -37,6 +38,11 @@ attributes:
     support: full
     details:
       - The diff shows token metadata only, never the token.
+  idempotent:
+    support: partial
+    details:
+      - With O(regenerate=true) every run issues a new token and reports a change, by design.
+      - Otherwise the second run reports no change, also with O(dest) as long as the file still holds the token.
   platform:
     description: Target OS/families that can be operated against.
     support: full
@@ -340,16 +346,20 @@ def message(params, why, new_id, revoke, state_of_dest, check_mode):
     return '; '.join(parts) or None
 
 
-def main():
-    argument_spec = api_client.api_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = api_client.api_argument_spec()
+    spec.update(
         device={'type': 'str', 'required': True},
         name={'type': 'str', 'default': 'default'},
         state={'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
         regenerate={'type': 'bool', 'default': False},
         dest={'type': 'path'},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     try:
         rules.check_device(params['device'])

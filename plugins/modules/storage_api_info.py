@@ -21,6 +21,8 @@ extends_documentation_fragment:
   - clusterducks.vdisk.attributes.info_module
   - clusterducks.vdisk.api
   - clusterducks.vdisk.attributes.actiongroup_api
+  - clusterducks.vdisk.attributes.idempotent
+  - clusterducks.vdisk.attributes.idempotent_not_modify_state
 attributes:
   platform:
     description: Target OS/families that can be operated against.
@@ -150,9 +152,9 @@ def subsets(requested):
     return wanted - negated
 
 
-def main():
-    argument_spec = api_client.api_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = api_client.api_argument_spec()
+    spec.update(
         gather_subset={'type': 'list', 'elements': 'str', 'default': ['all'],
                        'choices': ['all'] + list(SUBSETS) + ['!' + name for name in SUBSETS],
                        'aliases': ['gather'],
@@ -160,7 +162,11 @@ def main():
                                                'collection_name': 'clusterducks.vdisk'}]},
         device={'type': 'str'},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     device = module.params['device']
     if device is not None:
         try:
