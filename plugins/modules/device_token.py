@@ -365,7 +365,7 @@ def main():
         rules.check_device(params['device'])
     except rules.RuleError as exc:
         module.fail_json(msg=str(exc))
-    if not rules.VDISK_RE.match(params['name']):
+    if not rules.VDISK_RE.fullmatch(params['name']):  # the API's own check of token names
         module.fail_json(msg='token name %r is invalid: 1-63 characters A-Z, a-z, 0-9, ".", "_", "-"'
                          % params['name'])
     dest = params['dest']

@@ -249,3 +249,9 @@ def test_absent_revokes_an_interrupted_rotation_too(service, run):
 def test_dest_is_a_directory(run, tmp_path):
     ok, result = run({'device': 'node01', 'dest': str(tmp_path)})
     assert not ok and 'directory' in result['msg']
+
+
+@pytest.mark.parametrize('name', ['a/b', 'x\n', 'ok name', '-x', 'n' * 64])
+def test_token_name_refused_before_any_request(run, name):
+    ok, result = run({'device': 'node01', 'name': name})
+    assert not ok and result['msg'].startswith('token name'), result  # not the API's 422
