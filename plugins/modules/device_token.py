@@ -224,12 +224,12 @@ after:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import api_client
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import atomic
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import rules
 
 HIDDEN = '********'
@@ -249,25 +249,9 @@ DEST_STATES = {
 
 
 def write_secret(path, secret):
-    """Write atomically with mode 0600 from the start (never briefly world-readable)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.device-token-')  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, 'wb') as handle:
-            handle.write(to_bytes(secret + '\n'))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    # The rename itself must survive a power cut before the old token is revoked.
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Atomically and durably, mode 0600 from the start: the rename must survive a power cut before the old
+    token is revoked."""
+    atomic.write_atomic(path, secret + '\n', mode=0o600)
 
 
 def read_dest(path):
