@@ -34,10 +34,16 @@ author:
 extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.attributes.platform
+  - clusterducks.vdisk.attributes.idempotent
 attributes:
   check_mode:
     support: full
+    details:
+      - Check mode plans with the same code as a real run, so the plan and the change cannot disagree. Before the
+        pool exists (a check run of the storage_host role on a fresh host) every vDisk is planned as new.
   diff_mode:
+    support: full
+  idempotent:
     support: full
 options:
   pool:
