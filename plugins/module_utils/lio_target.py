@@ -12,6 +12,10 @@ target once and either lists what differs (check mode) or changes exactly
 that, so the plan shown and the change made can never disagree. Everything
 not declared (portals, LUNs, ACLs, mappings) is removed; attributes and
 parameters not declared are left as they are.
+
+An initiator's LUNs are kept as LIO has them, one entry per mapped LUN
+(``mapped_lun``, ``tpg_lun``, ``write_protect``): a mapping under the wrong
+number or with the wrong write-protect is then a difference like any other.
 """
 
 from __future__ import annotations
@@ -111,8 +115,10 @@ def normalize(spec):
         unknown = [m for m in mapped if m not in lun_ids]
         if unknown:
             raise ValidationError('%s: maps LUN %s, which the target does not have' % (who, unknown[0]))
-        initiators.append({'iqn': node, 'chap': chap, 'mutual_chap': mutual, 'luns': mapped,
-                           'write_protect': bool(entry.get('write_protect', False))})
+        # Each LUN under its own number; write-protect is per mapped LUN in LIO.
+        protect = bool(entry.get('write_protect', False))
+        initiators.append({'iqn': node, 'chap': chap, 'mutual_chap': mutual,
+                           'mapped_luns': [_mapping(m, m, protect) for m in mapped]})
     with_chap = [i['iqn'] for i in initiators if i['chap']]
     if with_chap and len(with_chap) != len(initiators):
         raise ValidationError('%s: CHAP is on for some initiators and off for others; LIO enforces it per '
@@ -151,6 +157,10 @@ def _tpg(target):
     return None
 
 
+def _mapping(mapped_lun, tpg_lun, write_protect):
+    return {'mapped_lun': mapped_lun, 'tpg_lun': tpg_lun, 'write_protect': bool(write_protect)}
+
+
 def _cred(obj, userid, password):
     user = getattr(obj, userid)
     return {'userid': user, 'password': getattr(obj, password)} if user else None
@@ -164,14 +174,12 @@ def read(target, keys):
                 'parameters': {}}
     initiators = []
     for acl in tpg.node_acls:
-        mapped = list(acl.mapped_luns)
         initiators.append({
             'iqn': acl.node_wwn,
             'chap': _cred(acl, 'chap_userid', 'chap_password'),
             'mutual_chap': _cred(acl, 'chap_mutual_userid', 'chap_mutual_password'),
-            # A mapping under another number than its LUN reads as a different one.
-            'luns': sorted(m.mapped_lun if m.tpg_lun.lun == m.mapped_lun else -1 - m.mapped_lun for m in mapped),
-            'write_protect': any(m.write_protect for m in mapped),
+            'mapped_luns': sorted((_mapping(m.mapped_lun, m.tpg_lun.lun, m.write_protect) for m in acl.mapped_luns),
+                                  key=lambda x: x['mapped_lun']),
         })
     return {
         'iqn': target.wwn,
@@ -266,7 +274,7 @@ def converge(desired, current, dry_run):
         have = live_acls.get(node)
         if have is None:
             act('add initiator %s' % node, lambda n=node: rtslib.NodeACL(tpg, n, mode='create'))
-            have = {'chap': None, 'mutual_chap': None, 'luns': [], 'write_protect': False}
+            have = {'chap': None, 'mutual_chap': None, 'mapped_luns': []}
 
         def acl(n=node):
             return rtslib.NodeACL(tpg, n, mode='lookup')
@@ -279,18 +287,25 @@ def converge(desired, current, dry_run):
             label = 'mutual CHAP' if key == 'mutual_chap' else 'CHAP'
             act(('set %s for %s' if want else 'remove %s for %s') % (label, node),
                 lambda w=want, u=user_attr, p=pass_attr: _set_cred(acl(), u, p, w))
+        # Mapped LUN by mapped LUN: each must point at its TPG LUN with its own write-protect.
         # Mappings removed with a replaced LUN come back here.
-        live_mapped = set(m for m in have['luns'] if m not in replaced)
-        for m in init['luns']:
-            if m not in live_mapped:
-                act('map LUN %d for %s%s' % (m, node, ' (read-only)' if init['write_protect'] else ''),
-                    lambda m=m, wp=init['write_protect']: rtslib.MappedLUN(acl(), m, m, wp))
-            elif have['write_protect'] != init['write_protect']:
-                act('set LUN %d %s for %s' % (m, 'read-only' if init['write_protect'] else 'read-write', node),
-                    lambda m=m, wp=init['write_protect']: setattr(rtslib.MappedLUN(acl(), m), 'write_protect', wp))
-        for m in sorted(live_mapped - set(init['luns'])):
-            act('unmap LUN %d for %s' % (m if m >= 0 else -1 - m, node),
-                lambda m=m: rtslib.MappedLUN(acl(), m if m >= 0 else -1 - m).delete())
+        live_mapped = {x['mapped_lun']: x for x in have['mapped_luns'] if x['tpg_lun'] not in replaced}
+        for want in init['mapped_luns']:
+            m, t, wp = want['mapped_lun'], want['tpg_lun'], want['write_protect']
+            got = live_mapped.get(m)
+            ro = ' (read-only)' if wp else ''
+            if got is None:
+                act('map LUN %d for %s%s%s' % (m, node, '' if t == m else ' (TPG LUN %d)' % t, ro),
+                    lambda m=m, t=t, wp=wp: rtslib.MappedLUN(acl(), m, t, wp))
+            elif got['tpg_lun'] != t:
+                # LIO cannot repoint a mapped LUN: the wrong one goes before the right one is made.
+                act('remap LUN %d for %s (was TPG LUN %d)%s' % (m, node, got['tpg_lun'], ro),
+                    lambda m=m, t=t, wp=wp: _remap(acl(), m, t, wp))
+            elif got['write_protect'] != wp:
+                act('set LUN %d %s for %s' % (m, 'read-only' if wp else 'read-write', node),
+                    lambda m=m, wp=wp: setattr(rtslib.MappedLUN(acl(), m), 'write_protect', wp))
+        for m in sorted(set(live_mapped) - set(x['mapped_lun'] for x in init['mapped_luns'])):
+            act('unmap LUN %d for %s' % (m, node), lambda m=m: rtslib.MappedLUN(acl(), m).delete())
 
     # Attributes and parameters: only the declared (and defaulted) ones.
     for name, value in sorted(desired['attributes'].items()):
@@ -314,6 +329,11 @@ def converge(desired, current, dry_run):
     if not dry_run and not tpg.enable:
         tpg.enable = True
     return actions
+
+
+def _remap(acl, mapped_lun, tpg_lun, write_protect):
+    lio.rtslib.MappedLUN(acl, mapped_lun).delete()
+    lio.rtslib.MappedLUN(acl, mapped_lun, tpg_lun, write_protect)
 
 
 def _set_cred(acl, user_attr, pass_attr, cred):
