@@ -277,3 +277,58 @@ def save_config(root, path=None):
     finally:
         os.close(dirfd)
     return path
+
+
+class ChangeFailed(LIOError):
+    """A run's change failed; the message says what was put back and where the save file stands."""
+
+
+def apply_changes(root, steps):
+    """Apply ``steps`` (label, do, undo) in order, then save LIO's configuration once.
+
+    If a step (or the save) fails, that step and the ones before it are undone
+    in reverse order (``undo`` must cope with a step that was applied only in
+    part), so LIO is back as it was and the save file, not written, still
+    matches it. If an undo fails too, LIO stays part-changed: what is live is
+    then saved, so that the next boot brings back the same and a re-run sees
+    what is left to do. ChangeFailed tells which case it was.
+    """
+    done = []
+    for label, do, undo in steps:
+        try:
+            do()
+        except BaseException as exc:
+            _undo(root, done + [(label, undo)], 'changing LIO failed at %s: %s' % (label, exc), exc)
+        done.append((label, undo))
+    if done:
+        try:
+            save_config(root)
+        except BaseException as exc:
+            _undo(root, done, 'saving LIO\'s configuration to %s failed: %s' % (default_save_file(root), exc), exc)
+
+
+def _undo(root, done, what, exc):
+    put_back, failed = [], []
+    for label, undo in reversed(done):
+        try:
+            undo()
+            put_back.append(label)
+        except Exception as undo_exc:
+            failed.append('%s (%s)' % (label, undo_exc))
+    msg = [what + '.']
+    if put_back:
+        msg.append('Put back as before this run: %s.' % ', '.join(put_back))
+    if not failed:
+        msg.append('LIO and its save file are as before this run.')
+    else:
+        msg.append('Could not put back: %s.' % ', '.join(failed))
+        try:
+            path = save_config(root)
+            msg.append('The running configuration was saved to %s, so the next boot brings back what is live now; '
+                       'run again once the cause is fixed.' % path)
+        except Exception as save_exc:
+            msg.append('Saving the running configuration failed too (%s): LIO and its save file differ until a '
+                       'run succeeds.' % save_exc)
+    if not isinstance(exc, Exception):
+        raise exc  # KeyboardInterrupt, SystemExit: after the undo, as they were
+    raise ChangeFailed(' '.join(msg)) from exc

@@ -20,6 +20,7 @@ number or with the wrong write-protect is then a difference like any other.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_backstore
@@ -212,19 +213,30 @@ def masked(state, reference=None):
     return out
 
 
-def check_vdisks(desired):
-    """Every LUN must name an existing vDisk backstore."""
+def check_vdisks(desired, check_mode=False):
+    """Every LUN must name an existing vDisk backstore; returns (missing vDisk names, warnings).
+
+    In check mode a missing one is only a warning: a clusterducks.vdisk.vdisk
+    task earlier in the play would have created it, but did not in check mode.
+    """
+    missing, warnings = set(), []
     for lun in desired['luns']:
         if lio_backstore.lookup(lun['vdisk']) is None:
-            raise ValidationError('target %s LUN %d: unknown vDisk %s (create it with clusterducks.vdisk.vdisk first)'
-                                  % (desired['iqn'], lun['lun'], lun['vdisk']))
+            what = 'target %s LUN %d: unknown vDisk %s' % (desired['iqn'], lun['lun'], lun['vdisk'])
+            if not check_mode:
+                raise ValidationError(what + ' (create it with clusterducks.vdisk.vdisk first)')
+            missing.add(lun['vdisk'])
+            warnings.append(what + ' (not created yet: fine in check mode if a clusterducks.vdisk.vdisk task '
+                                   'before this one creates it, an error in a real run)')
+    return missing, warnings
 
 
-def converge(desired, current, dry_run):
+def converge(desired, current, dry_run, missing=()):
     """Bring the live target from ``current`` (None: absent) to ``desired``.
 
     Returns the list of actions (descriptions without secrets). With
-    ``dry_run`` nothing is changed. Additions and changes come before removals,
+    ``dry_run`` nothing is changed; ``missing`` names vDisks that check mode
+    found not created yet. Additions and changes come before removals,
     so a failure part-way leaves nothing declared missing.
     """
     actions = []
@@ -263,7 +275,8 @@ def converge(desired, current, dry_run):
         if have is not None:
             act('remove LUN %d (%s) to replace it' % (lun['lun'], have),
                 lambda n=lun['lun']: rtslib.LUN(tpg, n).delete())
-        act('add LUN %d: vDisk %s' % (lun['lun'], lun['vdisk']),
+        note = ' (not created yet)' if lun['vdisk'] in missing else ''
+        act('add LUN %d: vDisk %s%s' % (lun['lun'], lun['vdisk'], note),
             lambda x=lun: rtslib.LUN(tpg, x['lun'], lio_backstore.lookup(x['vdisk'])))
 
     # Initiators: ACL, CHAP, mutual CHAP, mapped LUNs.
@@ -348,6 +361,68 @@ def delete(iqn, dry_run):
     return ['delete target %s' % iqn]
 
 
+def all_keys(target):
+    """Every known attribute and parameter name of the target's TPG, to put a deleted target back."""
+    tpg = _tpg(target)
+    if tpg is None:
+        return {'attributes': (), 'parameters': ()}
+    return {'attributes': TPG_ATTRIBUTES.intersection(tpg.list_attributes()),
+            'parameters': TPG_PARAMETERS.intersection(tpg.list_parameters())}
+
+
+def restore(iqn, before):
+    """Put the target back as ``before`` (None: absent), after a change that failed or is undone.
+
+    ``before`` is what read() returned ahead of the change; a change applied
+    in part is just another live state to converge from.
+    """
+    target = lookup(iqn)
+    if before is None:
+        if target is not None:
+            target.delete()
+        return
+    converge(before, None if target is None else read(target, before), dry_run=False)
+
+
+def plan(specs, check_mode):
+    """Read and plan every target of ``specs`` ([(state, desired)]) before anything changes.
+
+    Returns (results, steps, warnings): per target its iqn, state, actions and
+    before/after (secrets masked; attributes and parameters only the declared
+    ones), and for the targets that change the (label, do, undo) steps for
+    lio.apply_changes().
+    """
+    planned, warnings = [], []
+    for state, desired in specs:
+        target = lookup(desired['iqn'])
+        missing = set()
+        if state == 'absent':
+            current = None if target is None else read(target, all_keys(target))
+        else:
+            current = None if target is None else read(target, desired)
+            missing, more = check_vdisks(desired, check_mode)
+            warnings.extend(more)
+        planned.append((state, desired, current, missing))
+
+    results, steps = [], []
+    for state, desired, current, missing in planned:
+        iqn = desired['iqn']
+        if state == 'absent':
+            actions = [] if current is None else delete(iqn, dry_run=True)
+            before = None if current is None else dict(current, attributes={}, parameters={})
+            after = None
+            do = functools.partial(delete, iqn, False)
+        else:
+            actions = converge(desired, current, dry_run=True, missing=missing)
+            before, after = current, desired
+            do = functools.partial(converge, desired, current, False)
+        if actions:
+            steps.append(('target %s' % iqn, do, functools.partial(restore, iqn, current)))
+        results.append({'iqn': iqn, 'state': state, 'actions': actions,
+                        'before': masked(before), 'after': masked(after, before or {})})
+    return results, steps, warnings
+
+
 # Discovery authentication is one setting of the iSCSI fabric, for all targets.
 
 def read_discovery(fabric):
@@ -367,6 +442,21 @@ def normalize_discovery(spec):
     if mutual and not chap:
         raise ValidationError('discovery_auth: mutual_chap needs chap too')
     return {'enabled': enabled, 'chap': chap, 'mutual_chap': mutual}
+
+
+def plan_discovery(desired):
+    """(actions, before, after, steps) for discovery authentication; before/after without credentials."""
+    fabric = lio.rtslib.FabricModule('iscsi')
+    current = read_discovery(fabric)
+    actions = converge_discovery(fabric, desired, current, dry_run=True)
+    steps = []
+    if actions:
+        steps.append(('discovery authentication',
+                      functools.partial(converge_discovery, fabric, desired, current, False),
+                      lambda: converge_discovery(fabric, current, read_discovery(fabric), False)))
+    before = {'enabled': current['enabled']}
+    after = {'enabled': desired['enabled'], 'credentials': HIDDEN}
+    return actions, before, after, steps
 
 
 def converge_discovery(fabric, desired, current, dry_run):

@@ -34,8 +34,8 @@ def test_normalize_fills_defaults():
                               'initiators': [{'iqn': INIT}]})
     assert d['portals'] == [{'ip': '0.0.0.0', 'port': 3260}]
     assert [x['lun'] for x in d['luns']] == [1, 3]
-    assert d['initiators'][0]['mapped_luns'] == [  # every LUN by default, under its own number
-        {'mapped_lun': 1, 'tpg_lun': 1, 'write_protect': False}, {'mapped_lun': 3, 'tpg_lun': 3, 'write_protect': False}]
+    # every LUN by default, under its own number
+    assert d['initiators'][0]['mapped_luns'] == [{'mapped_lun': n, 'tpg_lun': n, 'write_protect': False} for n in (1, 3)]
     assert d['attributes'] == {'generate_node_acls': '0', 'cache_dynamic_acls': '0',
                                'demo_mode_write_protect': '1', 'authentication': '0'}
 
