@@ -261,16 +261,26 @@ def save_config(root, path=None):
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    data = json.dumps(root.dump(), sort_keys=True, indent=2) + '\n'
+    data = json.dumps(root.dump(), sort_keys=True, indent=2).encode('utf-8') + b'\n'
     tmp = '%s.%d.tmp' % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by umask; be explicit
-        os.write(fd, data.encode('utf-8'))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by umask; be explicit
+            view = memoryview(data)
+            while view:  # os.write may write less than asked
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        # The old file stays; do not leave a half-written copy of the secrets behind.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     dirfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dirfd)
