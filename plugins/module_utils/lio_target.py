@@ -184,7 +184,7 @@ def read(target, keys):
         })
     return {
         'iqn': target.wwn,
-        'portals': sorted(({'ip': p.ip_address, 'port': p.port} for p in tpg.network_portals),
+        'portals': sorted(({'ip': p.ip_address.strip('[]'), 'port': p.port} for p in tpg.network_portals),
                           key=lambda p: (p['ip'], p['port'])),
         'luns': sorted(({'lun': lun.lun, 'vdisk': lun.storage_object.name if lun.storage_object.plugin == 'fileio'
                          else '%s/%s' % (lun.storage_object.plugin, lun.storage_object.name)}
@@ -264,7 +264,7 @@ def converge(desired, current, dry_run, missing=()):
     for portal in desired['portals']:
         if portal not in current['portals']:
             act('add portal %s:%d' % (portal['ip'], portal['port']),
-                lambda p=portal: rtslib.NetworkPortal(tpg, p['ip'], p['port'], mode='create'))
+                lambda p=portal: rtslib.NetworkPortal(tpg, _np_address(p['ip']), p['port'], mode='create'))
 
     # LUNs: a LUN id pointing at another vDisk is replaced.
     live_luns = {x['lun']: x['vdisk'] for x in current['luns']}
@@ -337,11 +337,16 @@ def converge(desired, current, dry_run, missing=()):
     for portal in current['portals']:
         if portal not in desired['portals']:
             act('remove portal %s:%d' % (portal['ip'], portal['port']),
-                lambda p=portal: rtslib.NetworkPortal(tpg, p['ip'], p['port'], mode='lookup').delete())
+                lambda p=portal: rtslib.NetworkPortal(tpg, _np_address(p['ip']), p['port'], mode='lookup').delete())
 
     if not dry_run and not tpg.enable:
         tpg.enable = True
     return actions
+
+
+def _np_address(ip):
+    """LIO names a portal "ip:port"; an IPv6 address goes in brackets (rtslib's NetworkPortal asks for them)."""
+    return '[%s]' % ip if ':' in ip else ip
 
 
 def _remap(acl, mapped_lun, tpg_lun, write_protect):

@@ -84,3 +84,13 @@ def test_a_stray_mapping_is_unmapped_and_the_right_one_kept(host):
     assert lio_target.converge(d, live(d), dry_run=True) == ['unmap LUN 7 for %s' % INIT]
     converge(d)
     assert mapped(host) == [(0, 0, False), (1, 1, False)]
+
+
+def test_an_ipv6_portal_is_made_in_brackets_and_reads_back_plain(host):
+    d = declare(portals=[{'ip': 'fd00::11'}, {'ip': '10.77.0.11', 'port': 3261}])
+    assert 'add portal fd00::11:3260' in converge(d)
+    tpg = host.rtslib.TPG(lio_target.lookup(IQN), 1, 'lookup')
+    assert sorted((p.ip_address, p.port) for p in tpg.network_portals) == [('10.77.0.11', 3261), ('[fd00::11]', 3260)]
+    assert converge(declare()) == ['add portal 0.0.0.0:3260', 'remove portal 10.77.0.11:3261',
+                                   'remove portal fd00::11:3260']
+
