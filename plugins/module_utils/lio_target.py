@@ -139,6 +139,7 @@ def normalize(spec):
 
     return {
         'iqn': iqn,
+        'enabled': True,
         'portals': sorted(portals, key=lambda p: (p['ip'], p['port'])),
         'luns': sorted(luns, key=lambda x: x['lun']),
         'initiators': sorted(initiators, key=lambda i: i['iqn']),
@@ -171,7 +172,7 @@ def read(target, keys):
     """The live target in canonical form; attributes/parameters only for the names in ``keys``."""
     tpg = _tpg(target)
     if tpg is None:
-        return {'iqn': target.wwn, 'portals': [], 'luns': [], 'initiators': [], 'attributes': {},
+        return {'iqn': target.wwn, 'enabled': None, 'portals': [], 'luns': [], 'initiators': [], 'attributes': {},
                 'parameters': {}}
     initiators = []
     for acl in tpg.node_acls:
@@ -184,6 +185,7 @@ def read(target, keys):
         })
     return {
         'iqn': target.wwn,
+        'enabled': tpg.enable,
         'portals': sorted(({'ip': p.ip_address.strip('[]'), 'port': p.port} for p in tpg.network_portals),
                           key=lambda p: (p['ip'], p['port'])),
         'luns': sorted(({'lun': lun.lun, 'vdisk': lun.storage_object.name if lun.storage_object.plugin == 'fileio'
@@ -251,14 +253,22 @@ def converge(desired, current, dry_run, missing=()):
 
     target = tpg = None
     if current is None:
-        act('create target %s' % iqn)
-        if not dry_run:
-            target = rtslib.Target(rtslib.FabricModule('iscsi'), iqn, mode='create')
-            tpg = rtslib.TPG(target, TPG_TAG, mode='create')
-        current = {'portals': [], 'luns': [], 'initiators': [], 'attributes': {}, 'parameters': {}}
+        with_tpg = desired['enabled'] is not None
+        target, tpg = act('create target %s' % iqn, lambda: _create_target(iqn, with_tpg)) or (None, None)
+        # The kernel creates a TPG disabled.
+        current = {'enabled': False if with_tpg else None, 'portals': [], 'luns': [], 'initiators': [],
+                   'attributes': {}, 'parameters': {}}
     elif not dry_run:
         target = lookup(iqn)
-        tpg = _tpg(target) or rtslib.TPG(target, TPG_TAG, mode='create')
+        tpg = _tpg(target)
+    if desired['enabled'] is None:
+        # Only restore() asks for this: the target had no TPG 1 before a failed change.
+        if current['enabled'] is not None:
+            act('remove TPG %d' % TPG_TAG, lambda: tpg.delete())
+        return actions
+    if current['enabled'] is None:
+        tpg = act('create TPG %d' % TPG_TAG, lambda: rtslib.TPG(target, TPG_TAG, mode='create'))
+        current = dict(current, enabled=False)
 
     # Portals.
     for portal in desired['portals']:
@@ -339,9 +349,16 @@ def converge(desired, current, dry_run, missing=()):
             act('remove portal %s:%d' % (portal['ip'], portal['port']),
                 lambda p=portal: rtslib.NetworkPortal(tpg, _np_address(p['ip']), p['port'], mode='lookup').delete())
 
-    if not dry_run and not tpg.enable:
-        tpg.enable = True
+    # Last, so that initiators log in only to a target that is complete.
+    if desired['enabled'] != current['enabled']:
+        act('%s TPG %d' % ('enable' if desired['enabled'] else 'disable', TPG_TAG),
+            lambda: setattr(tpg, 'enable', desired['enabled']))
     return actions
+
+
+def _create_target(iqn, with_tpg):
+    target = lio.rtslib.Target(lio.rtslib.FabricModule('iscsi'), iqn, mode='create')
+    return target, lio.rtslib.TPG(target, TPG_TAG, mode='create') if with_tpg else None
 
 
 def _np_address(ip):

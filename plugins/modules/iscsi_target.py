@@ -264,6 +264,7 @@ targets:
       returned: always
       sample:
         iqn: iqn.2026-11.io.clusterducks:node01
+        enabled: true
         portals: [{ip: 10.77.0.11, port: 3260}]
         luns: [{lun: 0, vdisk: node01}]
         initiators:
@@ -284,6 +285,9 @@ targets:
         iqn:
           description: The target's IQN.
           type: str
+        enabled:
+          description: Whether TPG 1 is enabled; V(null) in RV(targets[].before) when the target has no TPG 1.
+          type: bool
         portals:
           description: Network portals, sorted.
           type: list
@@ -308,6 +312,7 @@ targets:
           type: dict
       sample:
         iqn: iqn.2026-11.io.clusterducks:node01
+        enabled: true
         portals: [{ip: 10.77.0.11, port: 3260}]
         luns: [{lun: 0, vdisk: node01}]
         initiators:

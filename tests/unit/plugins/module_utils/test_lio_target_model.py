@@ -94,3 +94,16 @@ def test_an_ipv6_portal_is_made_in_brackets_and_reads_back_plain(host):
     assert converge(declare()) == ['add portal 0.0.0.0:3260', 'remove portal 10.77.0.11:3261',
                                    'remove portal fd00::11:3260']
 
+
+def test_a_disabled_tpg_or_a_missing_one_is_not_converged(host):
+    d = declare()
+    actions = converge(d)
+    assert actions[0] == 'create target %s' % IQN and actions[-1] == 'enable TPG 1'  # enabled once complete
+    tpg = host.rtslib.TPG(lio_target.lookup(IQN), 1, 'lookup')
+    tpg.enable = False
+    assert live(d)['enabled'] is False
+    assert converge(d) == ['enable TPG 1']
+    tpg.delete()
+    assert live(d)['enabled'] is None
+    assert converge(d)[:2] == ['create TPG 1', 'add portal 0.0.0.0:3260']
+
