@@ -287,7 +287,7 @@ def converge(desired, current, dry_run, missing=()):
                 lambda n=lun['lun']: rtslib.LUN(tpg, n).delete())
         note = ' (not created yet)' if lun['vdisk'] in missing else ''
         act('add LUN %d: vDisk %s%s' % (lun['lun'], lun['vdisk'], note),
-            lambda x=lun: rtslib.LUN(tpg, x['lun'], lio_backstore.lookup(x['vdisk'])))
+            lambda x=lun: rtslib.LUN(tpg, x['lun'], _backstore(x['vdisk'])))
 
     # Initiators: ACL, CHAP, mutual CHAP, mapped LUNs.
     live_acls = {i['iqn']: i for i in current['initiators']}
@@ -359,6 +359,22 @@ def converge(desired, current, dry_run, missing=()):
 def _create_target(iqn, with_tpg):
     target = lio.rtslib.Target(lio.rtslib.FabricModule('iscsi'), iqn, mode='create')
     return target, lio.rtslib.TPG(target, TPG_TAG, mode='create') if with_tpg else None
+
+
+def _backstore(vdisk):
+    """The storage object of a LUN entry: a vDisk, or "plugin/name" as read() gives other backstores.
+
+    Only putting a target back after a failure asks for another backstore;
+    that is rare enough to walk the storage objects for it.
+    """
+    if '/' not in vdisk:
+        so = lio_backstore.lookup(vdisk)
+    else:
+        plugin, name = vdisk.split('/', 1)
+        so = next((x for x in lio.rtslib.RTSRoot().storage_objects if (x.plugin, x.name) == (plugin, name)), None)
+    if so is None:
+        raise lio.LIOError('cannot export %s: there is no such backstore' % vdisk)
+    return so
 
 
 def _np_address(ip):

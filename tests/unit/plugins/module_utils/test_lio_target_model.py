@@ -107,3 +107,15 @@ def test_a_disabled_tpg_or_a_missing_one_is_not_converged(host):
     assert live(d)['enabled'] is None
     assert converge(d)[:2] == ['create TPG 1', 'add portal 0.0.0.0:3260']
 
+
+def test_restore_puts_back_a_lun_of_another_backstore(host):
+    r = host.rtslib
+    blk = host.add_storage_object('block', 'blk', dev='/dev/vg0/blk')
+    tpg = host.iscsi_target(IQN)
+    r.MappedLUN(r.NodeACL(tpg, INIT), 0, r.LUN(tpg, 0, blk), True)
+    tpg.enable = True
+    before = live(declare())
+    assert before['luns'] == [{'lun': 0, 'vdisk': 'block/blk'}]
+    converge(declare())
+    lio_target.restore(IQN, before)
+    assert live(declare()) == before
