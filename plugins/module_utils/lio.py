@@ -261,19 +261,84 @@ def save_config(root, path=None):
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    data = json.dumps(root.dump(), sort_keys=True, indent=2) + '\n'
+    data = json.dumps(root.dump(), sort_keys=True, indent=2).encode('utf-8') + b'\n'
     tmp = '%s.%d.tmp' % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by umask; be explicit
-        os.write(fd, data.encode('utf-8'))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by umask; be explicit
+            view = memoryview(data)
+            while view:  # os.write may write less than asked
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        # The old file stays; do not leave a half-written copy of the secrets behind.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     dirfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dirfd)
     finally:
         os.close(dirfd)
     return path
+
+
+class ChangeFailed(LIOError):
+    """A run's change failed; the message says what was put back and where the save file stands."""
+
+
+def apply_changes(root, steps):
+    """Apply ``steps`` (label, do, undo) in order, then save LIO's configuration once.
+
+    If a step (or the save) fails, that step and the ones before it are undone
+    in reverse order (``undo`` must cope with a step that was applied only in
+    part), so LIO is back as it was and the save file, not written, still
+    matches it. If an undo fails too, LIO stays part-changed: what is live is
+    then saved, so that the next boot brings back the same and a re-run sees
+    what is left to do. ChangeFailed tells which case it was.
+    """
+    done = []
+    for label, do, undo in steps:
+        try:
+            do()
+        except BaseException as exc:
+            _undo(root, done + [(label, undo)], 'changing LIO failed at %s: %s' % (label, exc), exc)
+        done.append((label, undo))
+    if done:
+        try:
+            save_config(root)
+        except BaseException as exc:
+            _undo(root, done, 'saving LIO\'s configuration to %s failed: %s' % (default_save_file(root), exc), exc)
+
+
+def _undo(root, done, what, exc):
+    put_back, failed = [], []
+    for label, undo in reversed(done):
+        try:
+            undo()
+            put_back.append(label)
+        except Exception as undo_exc:
+            failed.append('%s (%s)' % (label, undo_exc))
+    msg = [what + '.']
+    if put_back:
+        msg.append('Put back as before this run: %s.' % ', '.join(put_back))
+    if not failed:
+        msg.append('LIO and its save file are as before this run.')
+    else:
+        msg.append('Could not put back: %s.' % ', '.join(failed))
+        try:
+            path = save_config(root)
+            msg.append('The running configuration was saved to %s, so the next boot brings back what is live now; '
+                       'run again once the cause is fixed.' % path)
+        except Exception as save_exc:
+            msg.append('Saving the running configuration failed too (%s): LIO and its save file differ until a '
+                       'run succeeds.' % save_exc)
+    if not isinstance(exc, Exception):
+        raise exc  # KeyboardInterrupt, SystemExit: after the undo, as they were
+    raise ChangeFailed(' '.join(msg)) from exc
