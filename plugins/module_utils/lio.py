@@ -16,6 +16,9 @@ import json
 import os
 import traceback
 
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import resource_run
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.atomic import write_atomic
+
 RTSLIB_IMPORT_ERROR = None
 try:
     # Debian 12 ships rtslib-fb 2.1.75 as ``rtslib_fb``; newer releases are
@@ -194,6 +197,11 @@ def target_info(target):
     }
 
 
+def iscsi_targets(root):
+    """The iSCSI fabric's targets (root.targets walks every fabric)."""
+    return [t for t in root.targets if t.fabric_module.name == 'iscsi']
+
+
 def lookup_target(wwn, fabric='iscsi'):
     """Return the existing Target ``wwn`` or None, without creating anything."""
     rtslib_error, not_in_cfs = rtslib_errors()
@@ -254,91 +262,21 @@ def save_config(root, path=None):
 
     rtslib's save_to_file() copies its temporary file over the old one, so a
     crash mid-copy can leave a truncated file and no targets at the next boot.
-    This writes a temporary file (0600: it holds CHAP secrets), fsyncs it and
-    renames it over the old one, then fsyncs the directory.
+    atomic.py writes a temporary file (0600: it holds CHAP secrets), fsyncs it,
+    renames it over the old one and fsyncs the directory.
     """
     path = path or default_save_file(root)
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    data = json.dumps(root.dump(), sort_keys=True, indent=2).encode('utf-8') + b'\n'
-    tmp = '%s.%d.tmp' % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by umask; be explicit
-            view = memoryview(data)
-            while view:  # os.write may write less than asked
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except BaseException:
-        # The old file stays; do not leave a half-written copy of the secrets behind.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dirfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
-    return path
+    data = json.dumps(root.dump(), sort_keys=True, indent=2) + '\n'
+    return write_atomic(path, data, mode=0o600)
 
 
-class ChangeFailed(LIOError):
-    """A run's change failed; the message says what was put back and where the save file stands."""
+# A failed run's error (resource_run is the one plan/apply/save skeleton).
+ChangeFailed = resource_run.ChangeFailed
 
 
-def apply_changes(root, steps):
-    """Apply ``steps`` (label, do, undo) in order, then save LIO's configuration once.
-
-    If a step (or the save) fails, that step and the ones before it are undone
-    in reverse order (``undo`` must cope with a step that was applied only in
-    part), so LIO is back as it was and the save file, not written, still
-    matches it. If an undo fails too, LIO stays part-changed: what is live is
-    then saved, so that the next boot brings back the same and a re-run sees
-    what is left to do. ChangeFailed tells which case it was.
-    """
-    done = []
-    for label, do, undo in steps:
-        try:
-            do()
-        except BaseException as exc:
-            _undo(root, done + [(label, undo)], 'changing LIO failed at %s: %s' % (label, exc), exc)
-        done.append((label, undo))
-    if done:
-        try:
-            save_config(root)
-        except BaseException as exc:
-            _undo(root, done, 'saving LIO\'s configuration to %s failed: %s' % (default_save_file(root), exc), exc)
-
-
-def _undo(root, done, what, exc):
-    put_back, failed = [], []
-    for label, undo in reversed(done):
-        try:
-            undo()
-            put_back.append(label)
-        except Exception as undo_exc:
-            failed.append('%s (%s)' % (label, undo_exc))
-    msg = [what + '.']
-    if put_back:
-        msg.append('Put back as before this run: %s.' % ', '.join(put_back))
-    if not failed:
-        msg.append('LIO and its save file are as before this run.')
-    else:
-        msg.append('Could not put back: %s.' % ', '.join(failed))
-        try:
-            path = save_config(root)
-            msg.append('The running configuration was saved to %s, so the next boot brings back what is live now; '
-                       'run again once the cause is fixed.' % path)
-        except Exception as save_exc:
-            msg.append('Saving the running configuration failed too (%s): LIO and its save file differ until a '
-                       'run succeeds.' % save_exc)
-    if not isinstance(exc, Exception):
-        raise exc  # KeyboardInterrupt, SystemExit: after the undo, as they were
-    raise ChangeFailed(' '.join(msg)) from exc
+def apply_changes(root, steps, subject='LIO'):
+    """Apply ``steps`` ((label, do, undo)) and save LIO's configuration once; see resource_run.apply."""
+    resource_run.apply(steps, lambda: save_config(root), default_save_file(root), subject)

@@ -392,6 +392,20 @@ def _set_cred(acl, user_attr, pass_attr, cred):
     setattr(acl, pass_attr, cred['password'] if cred else '')
 
 
+def logged_in(target):
+    """The initiators with a session on ``target`` (configfs acls/*/info)."""
+    names = []
+    for tpg in target.tpgs:
+        for acl in tpg.node_acls:
+            try:
+                session = acl.session
+            except (OSError, lio.rtslib_errors()[0]):
+                session = None
+            if session:
+                names.append(acl.node_wwn)
+    return sorted(names)
+
+
 def delete(iqn, dry_run):
     """Remove a target with its TPGs, LUNs and ACLs (the vDisks stay)."""
     if not dry_run:

@@ -34,7 +34,10 @@ author:
 extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.attributes.platform
+  - clusterducks.vdisk.attributes.idempotent
 attributes:
+  idempotent:
+    support: full
   check_mode:
     support: full
     details:
@@ -141,7 +144,13 @@ options:
     default: present
   targets:
     description:
-      - Many targets in one run (one pass over LIO, one save). Mutually exclusive with O(iqn).
+      - Many targets in one run (one pass over LIO, one save).
+      - Each listed target is replaced by its item - portals, LUNs, initiators, CHAP and mapped LUNs become exactly
+        the declaration; its O(targets[].attributes) and O(targets[].parameters) are merged (only the declared
+        names are set). Targets the list does not name are left alone unless O(purge=true). See the table in
+        C(docs/storage-host.md).
+      - Mutually exclusive with O(iqn), O(portals), O(luns), O(initiators), O(attributes) and O(parameters)
+        (top-level values would be silently ignored).
     type: list
     elements: dict
     suboptions:
@@ -158,6 +167,20 @@ options:
         description: V(present) or V(absent); defaults to the module's O(state).
         type: str
         choices: [present, absent]
+  purge:
+    description:
+      - Make O(targets) authoritative for the host's iSCSI targets - every iSCSI target the list does not name is
+        deleted (with its LUNs, ACLs and mappings; never its vDisks).
+      - A target that an initiator is logged in to is not deleted unless O(force=true), as the initiator would lose its
+        disk. The run then fails before changing anything.
+      - Only with O(targets).
+    type: bool
+    default: false
+  force:
+    description:
+      - With O(purge=true), also delete unlisted targets that an initiator is logged in to.
+    type: bool
+    default: false
   discovery_auth:
     description:
       - CHAP for SendTargets discovery. This is one setting of the iSCSI fabric, shared by all targets of the host;
@@ -219,6 +242,14 @@ EXAMPLES = r"""
     attributes:
       login_timeout: 15
 
+- name: These are all of the host's targets; delete any other (refused while an initiator is logged in to it)
+  clusterducks.vdisk.iscsi_target:
+    purge: true
+    targets:
+      - iqn: iqn.2026-11.io.clusterducks:node01
+        luns: [{lun: 0, vdisk: node01}]
+        initiators: [{iqn: iqn.2026-11.io.clusterducks.device:node01}]
+
 - name: Many targets in one run (one pass, one save)
   clusterducks.vdisk.iscsi_target:
     targets: "{{ storage_targets }}"
@@ -230,6 +261,33 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+before:
+  description:
+    - Each target of the run by IQN as it was before (V(null) if it did not exist), secrets masked. Always returned,
+      not only in diff mode. With O(discovery_auth), also C(discovery_auth).
+  returned: success
+  type: dict
+  sample:
+    iqn.2026-11.io.clusterducks:node01:
+      iqn: iqn.2026-11.io.clusterducks:node01
+      enabled: true
+      portals: [{ip: 10.77.0.11, port: 3260}]
+      luns: [{lun: 0, vdisk: node01}]
+      initiators:
+        - iqn: iqn.2026-11.io.clusterducks.device:node01
+          chap: {userid: node01, password: '********'}
+          mutual_chap: null
+          mapped_luns: [{mapped_lun: 0, tpg_lun: 0, write_protect: false}]
+      attributes: {authentication: '1'}
+      parameters: {}
+after:
+  description:
+    - Each target of the run by IQN as the run leaves it (or would, in check mode); V(null) when deleted. A CHAP
+      secret that changes shows as V(******** (changed)).
+  returned: success
+  type: dict
+  sample:
+    iqn.2026-11.io.clusterducks:old: null
 targets:
   description: Every target the run was given, in order.
   returned: success
@@ -334,7 +392,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_target
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_target, resource_run
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.locking import LockTimeout, host_lock
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import ValidationError, resource_items
 
@@ -363,6 +421,25 @@ def requested(params):
     return specs
 
 
+def purged(root, specs, force):
+    """With purge: (state 'absent', target) for every iSCSI target the list does not name.
+
+    Deleting a target cuts its initiators off their disks: a target with a
+    logged-in initiator is refused unless ``force``.
+    """
+    listed = set(desired['iqn'] for _state, desired in specs)
+    extra = []
+    for target in sorted(lio.iscsi_targets(root), key=lambda t: t.wwn):
+        if target.wwn in listed:
+            continue
+        sessions = lio_target.logged_in(target)
+        if sessions and not force:
+            raise ValidationError('target %s is not in the list, but %s logged in to it: set force=true to delete '
+                                  'it anyway (the initiator loses its disk)' % (target.wwn, ', '.join(sessions)))
+        extra.append(('absent', {'iqn': target.wwn}))
+    return extra
+
+
 def run_module():
     cred = dict(CRED)
     target_options = {
@@ -386,10 +463,14 @@ def run_module():
             iqn={'type': 'str'},
             state={'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
             targets={'type': 'list', 'elements': 'dict', 'options': item_options},
+            purge={'type': 'bool', 'default': False},
+            force={'type': 'bool', 'default': False},
             discovery_auth={'type': 'dict', 'options': {
                 'enabled': {'type': 'bool', 'default': True}, 'chap': cred, 'mutual_chap': cred}},
         ),
-        mutually_exclusive=[('iqn', 'targets')],
+        # With targets, top-level target keys would be silently ignored: refuse them.
+        mutually_exclusive=[('iqn', 'targets'), ('targets', 'portals'), ('targets', 'luns'), ('targets', 'initiators'),
+                            ('targets', 'attributes'), ('targets', 'parameters'), ('iqn', 'purge')],
         required_one_of=[('iqn', 'targets', 'discovery_auth')],
         supports_check_mode=True,
     )
@@ -400,6 +481,10 @@ def run_module():
                      if module.params['discovery_auth'] else None)
         root = lio.open_root()
         with host_lock():
+            if module.params['purge']:
+                if module.params['targets'] is None:
+                    raise ValidationError('purge needs targets: it deletes the targets that list does not name')
+                specs = specs + purged(root, specs, module.params['force'])
             result = converge(module, root, specs, discovery)
     except lio.ChangeFailed as exc:
         module.fail_json(msg=str(exc), exception=traceback.format_exc())
@@ -422,14 +507,14 @@ def converge(module, root, specs, discovery):
     if steps and not module.check_mode:
         # All or nothing across targets; LIO and its save file agree afterwards either way.
         lio.apply_changes(root, steps)
-    result = {'changed': bool(steps), 'targets': results, 'discovery_actions': discovery_actions}
-    if module._diff:
-        before = dict((r['iqn'], r['before']) for r in results if r['actions'])
-        after = dict((r['iqn'], r['after']) for r in results if r['actions'] and r['after'] is not None)
-        if discovery_actions:
-            before['discovery_auth'] = discovery_before
-            after['discovery_auth'] = discovery_after
-        result['diff'] = {'before': before, 'after': after}
+    result = resource_run.result([(r['iqn'], r['actions'], r['before'], r['after']) for r in results], module._diff)
+    result.update(changed=bool(steps), targets=results, discovery_actions=discovery_actions)
+    if discovery_actions:
+        result['before']['discovery_auth'] = discovery_before
+        result['after']['discovery_auth'] = discovery_after
+        if module._diff:
+            result['diff']['before']['discovery_auth'] = discovery_before
+            result['diff']['after']['discovery_auth'] = discovery_after
     return result
 
 

@@ -151,3 +151,37 @@ def test_discovery_auth_fails_after_targets_and_everything_is_put_back(host):
     fabric = host.rtslib.FabricModule('iscsi')
     assert (fabric.discovery_userid, fabric.discovery_password) == ('', '')
     assert host.view() == before
+
+
+def test_purge_deletes_unlisted_targets_but_not_from_under_a_logged_in_initiator(host, monkeypatch):
+    assert run({'targets': [target(T1, 'a'), target(T2, 'b')]})[0] is ExitJson
+    kind, result = run({'targets': [target(T1, 'a')]})
+    assert kind is ExitJson and not result['changed']  # without purge, T2 is left alone
+    # An initiator is logged in to T2: purge refuses, changes nothing.
+    from ansible_collections.clusterducks.vdisk.tests.unit import rtslib_model
+    monkeypatch.setattr(rtslib_model.NodeACL, 'session', property(lambda acl: {'state': 'LOGGED_IN'}))
+    before = host.dump()
+    kind, result = run({'targets': [target(T1, 'a')], 'purge': True})
+    assert kind is FailJson and 'set force=true' in result['msg'] and INIT in result['msg']
+    assert host.dump() == before
+    kind, result = run({'targets': [target(T1, 'a')], 'purge': True}, check=True)
+    assert kind is FailJson
+    kind, result = run({'targets': [target(T1, 'a')], 'purge': True, 'force': True}, check=True)
+    assert kind is ExitJson and result['changed'] and host.dump() == before
+    assert [t['iqn'] for t in result['targets'] if t['actions']] == [T2]
+    kind, result = run({'targets': [target(T1, 'a')], 'purge': True, 'force': True})
+    assert kind is ExitJson and result['after'][T2] is None and result['before'][T2]['iqn'] == T2
+    assert [t['wwn'] for t in saved(host)['targets']] == [T1]
+
+
+@pytest.mark.parametrize('args', [
+    {'targets': [target(T1, 'a')], 'luns': [{'lun': 0, 'vdisk': 'a'}]},
+    {'targets': [target(T1, 'a')], 'portals': [{'ip': '10.0.0.1'}]},
+    {'targets': [target(T1, 'a')], 'initiators': [{'iqn': INIT}]},
+    {'iqn': T1, 'purge': True},
+    {'discovery_auth': {'enabled': False}, 'purge': True},
+])
+def test_options_that_would_be_ignored_are_refused(host, args):
+    before = host.dump()
+    kind, result = run(args)
+    assert kind is FailJson and host.dump() == before
