@@ -100,8 +100,8 @@ def test_plan_never_reformats_or_repartitions():
     same = [{'size': '1G', 'filesystem': 'xfs'}, {'size': None, 'filesystem': 'xfs'}]
     assert vdisk_resource._plan_present(item(partitions=same), parted, SO(parted)) == []
     with pytest.raises(ValidationError, match='never changed'):
-        vdisk_resource._plan_present(item(partitions=[{'size': '1500M', 'filesystem': 'xfs'}, {'size': None, 'filesystem': 'xfs'}]),
-                           parted, SO(parted))
+        other = [{'size': '1500M', 'filesystem': 'xfs'}, {'size': None, 'filesystem': 'xfs'}]
+        vdisk_resource._plan_present(item(partitions=other), parted, SO(parted))
 
 
 # Plans over a pool and LIO held in memory; resource_run applies them.

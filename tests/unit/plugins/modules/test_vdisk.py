@@ -51,8 +51,8 @@ def pool(monkeypatch):
     monkeypatch.setattr(lio, 'require_rtslib', lambda module: None)
     monkeypatch.setattr(lio, 'open_root', lambda: object())
     monkeypatch.setattr(lio, 'save_config', lambda root: None)
-    monkeypatch.setattr(lio_backstore, 'exports_index', lambda root: {'x': [{'target': 'iqn.2026-11.io.x:t', 'tpg': 1,
-                                                                              'lun': 0}]})
+    exports = {'x': [{'target': 'iqn.2026-11.io.x:t', 'tpg': 1, 'lun': 0}]}
+    monkeypatch.setattr(lio_backstore, 'exports_index', lambda root: exports)
     monkeypatch.setattr(lio_backstore, 'lookup', lambda name: SO() if name == 'x' else None)
     monkeypatch.setattr(lio_backstore, 'delete', lambda so: None)
     monkeypatch.setattr(vdisk, 'open_pool', lambda spec, run: the_pool)
