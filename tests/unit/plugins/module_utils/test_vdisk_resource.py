@@ -225,3 +225,35 @@ def test_before_and_after_are_always_there(backstores):
     out = resource_run.result(keyed(steps), diff=False)
     assert out['before']['a']['size_bytes'] == G and out['after']['a']['size_bytes'] == 2 * G
     assert 'diff' not in out and 'diff' in resource_run.result(keyed(steps), diff=True)
+
+
+def test_round_trip_property_applied_plans_read_back_as_nothing_to_do(backstores):
+    # Seeded random runs: whatever a plan does, planning the same list again
+    # finds nothing to do, and check mode planned exactly what the run did.
+    import random
+    rng = random.Random(9)
+    for case in range(200):
+        pool = MemoryPool()
+        backstores.clear()
+        for name in rng.sample(['a', 'b', 'c', 'd'], rng.randint(0, 3)):
+            pool.create(name, rng.choice([1, 2]) * G, 'xfs', [])
+            if rng.random() < 0.7:  # some exist without a backstore (drift)
+                backstores[name] = SO(pool.get(name))
+        vdisks = []
+        for name in rng.sample(['a', 'b', 'c', 'd', 'e'], rng.randint(1, 5)):
+            record = pool.get(name)
+            if rng.random() < 0.3:
+                vdisks.append({'name': name, 'state': 'absent', 'force': True})
+            else:
+                floor = record.size_bytes if record else G
+                vdisks.append({'name': name, 'size': '%dM' % ((floor >> 20) + rng.choice([0, 0, 512]))})
+        planned, _, _ = run(pool, backstores, vdisks, dry_run=True)
+        done, _, _ = run(pool, backstores, vdisks)
+        again, _, saves = run(pool, backstores, vdisks)
+        assert [s.actions for s in planned] == [s.actions for s in done], case
+        assert all(s.actions == [] for s in again) and saves == [], case
+        for item in vdisks:
+            present = item.get('state') != 'absent'
+            assert (item['name'] in pool.records, item['name'] in backstores) == (present, present), case
+            if present:
+                assert pool.get(item['name']).size_bytes == int(item['size'][:-1]) << 20, case
