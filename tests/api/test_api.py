@@ -115,6 +115,58 @@ def test_admin_token_file_is_reread(service):
     assert service.session('rotated-admin-token-123456').get(api(service, '/vdisks')).status_code == 401
 
 
+@pytest.mark.parametrize('breakage', ['missing', 'empty', 'world-readable', 'a directory', 'comments only'])
+def test_admin_credential_fails_closed(service, breakage):
+    # Deleting the file, emptying it or opening it to others must end admin
+    # access at once, not leave the last tokens working.
+    with open(service.admin_file, encoding='utf-8') as handle:
+        original = handle.read()
+    url = api(service, '/vdisks')
+    assert service.session().get(url).status_code == 200
+    try:
+        time.sleep(0.01)
+        if breakage == 'missing':
+            os.unlink(service.admin_file)
+        elif breakage == 'empty':
+            open(service.admin_file, 'w').close()
+        elif breakage == 'comments only':
+            with open(service.admin_file, 'w', encoding='utf-8') as handle:
+                handle.write('# nobody\n\n')
+        elif breakage == 'world-readable':
+            os.chmod(service.admin_file, 0o644)
+        else:
+            os.unlink(service.admin_file)
+            os.mkdir(service.admin_file, 0o700)
+        assert service.session().get(url).status_code == 401
+        assert service.session(ADMIN_TOKEN_2).get(url).status_code == 401
+        assert 'admin access is off' in service.read_log()
+    finally:
+        if os.path.isdir(service.admin_file):
+            os.rmdir(service.admin_file)
+        with open(service.admin_file, 'w', encoding='utf-8') as handle:
+            handle.write(original)
+        os.chmod(service.admin_file, 0o600)
+    assert service.session().get(url).status_code == 200
+
+
+def test_tls12_offers_only_forward_secret_aead_suites(service):
+    def handshake(ciphers):
+        context = ssl.create_default_context(cafile=service.ca)
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(ciphers)
+        with socket.create_connection(('127.0.0.1', service.port), timeout=5) as raw:
+            try:
+                with context.wrap_socket(raw, server_hostname='127.0.0.1') as tls:
+                    return tls.cipher()[0]
+            except ssl.SSLError:
+                return None
+
+    for weak in ('ECDHE-ECDSA-AES128-SHA', 'ECDHE-ECDSA-AES256-SHA', 'ECDHE-ECDSA-AES128-SHA256', 'AES128-SHA'):
+        assert handshake(weak) is None, weak
+    assert handshake('ECDHE-ECDSA-AES128-GCM-SHA256') == 'ECDHE-ECDSA-AES128-GCM-SHA256'
+    assert handshake('ECDHE-ECDSA-CHACHA20-POLY1305') == 'ECDHE-ECDSA-CHACHA20-POLY1305'
+
+
 def test_device_token_is_403_on_management(service, admin):
     device = service.session(token_for(admin, service, 'node01'))
     for method, path in (('GET', '/assignments'), ('GET', '/assignments/node01'), ('PUT', '/assignments/node01'),

@@ -139,33 +139,34 @@ class App:
         self._boot_cache = {}
         self._boot_cache_version = None
         self.started = time.time()
-        self._load_admin_tokens()
+        self._admin_hashes()  # log a bad admin token file at start, not only at the first request
 
     # -- authentication ----------------------------------------------------
 
-    def _load_admin_tokens(self):
-        path = self.config['admin_token_file']
-        tokens, mtime = config_mod.read_admin_token_file(path)
-        hashes = []
-        for token in tokens:
-            if token.startswith('sha256:'):
-                hashes.append(bytes.fromhex(token[7:]))
-            else:
-                hashes.append(hashlib.sha256(token.encode('utf-8')).digest())
-        self._admin = (mtime, tuple(hashes))
-
     def _admin_hashes(self):
-        # Re-read on change so tokens rotate without a restart.
+        """The admin token hashes; re-read whenever the file changes, so tokens rotate without a restart.
+
+        Fails closed: a file that is missing, unreadable, empty or readable by
+        group or others gives no admin access at all (devices still boot), with
+        a log line saying why, until the file is right again.
+        """
+        path = self.config['admin_token_file']
         try:
-            current = os.stat(self.config['admin_token_file']).st_mtime_ns
-        except OSError:
-            return self._admin[1]
-        if current != self._admin[0]:
+            info = os.stat(path)
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino, info.st_mode)
+        except OSError as exc:
+            stamp = ('missing', exc.errno)
+        if stamp != self._admin[0]:
+            hashes = ()
             try:
-                self._load_admin_tokens()
-            except (config_mod.ConfigError, ValueError) as exc:
-                log.error('admin token file not reloaded: %s', exc)
-                self._admin = (current, self._admin[1])
+                tokens, _mtime = config_mod.read_admin_token_file(path)
+                hashes = tuple(bytes.fromhex(t[7:]) if t.startswith('sha256:') else
+                               hashlib.sha256(t.encode('utf-8')).digest() for t in tokens)
+                if not hashes:
+                    log.error('admin access is off: admin token file %s holds no token', path)
+            except (config_mod.ConfigError, ValueError, OSError) as exc:
+                log.error('admin access is off: %s', exc)
+            self._admin = (stamp, hashes)
         return self._admin[1]
 
     def authenticate(self, request):

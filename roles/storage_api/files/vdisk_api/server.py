@@ -342,9 +342,15 @@ class WorkerServer:
             self._accepting(True)
 
 
+TLS12_CIPHERS = 'ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20'
+
+
 def make_ssl_context(config):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # TLS 1.2: only forward-secret AEAD suites (no CBC, no SHA-1 MACs); TLS 1.3's
+    # suites are all AEAD and not set by this list.
+    context.set_ciphers(TLS12_CIPHERS)
     context.load_cert_chain(config['tls_cert'], config['tls_key'])
     # Devices never resume sessions (one connection per boot): issuing TLS 1.3
     # tickets would only cost an encryption per handshake.
@@ -384,7 +390,8 @@ def serve(config):
     store.migrate(config['database'])
     # Fail in the parent, with a clear message, on what every worker needs.
     make_ssl_context(config)
-    config_mod.read_admin_token_file(config['admin_token_file'])
+    # A bad admin token file turns admin access off (logged by each worker);
+    # devices must still get their boot records, so it does not stop the service.
     probe = make_socket(config, listen=False)  # fail early if the port is taken
     probe.close()
     metrics = metrics_mod.Metrics(config['workers'])
