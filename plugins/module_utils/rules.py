@@ -15,6 +15,7 @@ Standard library only, Python 3.8+ (module_utils run on managed hosts).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 # Hostname-like: '_' is not allowed because the default initiator IQN embeds
@@ -96,6 +97,43 @@ def check_iqn(iqn, field, allow_eui_naa=False):
                         'at most %d characters' % (field, iqn, ', eui.<16 hex> or naa.<16 hex>'
                                                    if allow_eui_naa else '', MAX_IQN), field)
     return iqn
+
+
+def split_portal(text, default_port=3260):
+    """'10.0.0.1', '10.0.0.1:3261', 'fd00::10', '[fd00::10]', '[fd00::10]:3261' -> (ip, port).
+
+    IPv6 with a port must be bracketed (RFC 3986): 'fd00::10:3261' is an address.
+    """
+    text = str(text).strip()
+    port = default_port
+    if text.startswith('['):
+        host, sep, rest = text[1:].partition(']')
+        if not sep or (rest and not rest.startswith(':')):
+            raise RuleError('portal %r: expected [IPv6]:PORT' % text, 'portal')
+        if rest:
+            port = rest[1:]
+    elif text.count(':') == 1:
+        host, port = text.split(':')
+    else:
+        host = text
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise RuleError('portal %r: %r is not an IP address' % (text, host), 'portal')
+    if text.startswith('[') and ip.version != 6:
+        raise RuleError('portal %r: brackets are for IPv6 addresses' % text, 'portal')
+    if isinstance(port, str) and not (port.isascii() and port.isdigit()):
+        raise RuleError('portal %r: port %r is not a number' % (text, port), 'portal')
+    port = int(port)
+    if not 1 <= port <= 65535:
+        raise RuleError('portal %r: port %d is not 1-65535' % (text, port), 'portal')
+    return str(ip), port
+
+
+def format_portal(ip, port):
+    """The portal as iscsiadm and the boot record write it: IPv6 in brackets."""
+    ip = str(ip).strip('[]')
+    return '[%s]:%d' % (ip, int(port)) if ':' in ip else '%s:%d' % (ip, int(port))
 
 
 def parse_size(value, what='size'):

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import stat
@@ -67,9 +66,9 @@ def load(path):
         raise ConfigError('advertised_portals must be a list of IP addresses (optionally ip:port)')
     for portal in config['advertised_portals']:
         try:
-            ipaddress.ip_address(str(portal).rsplit(':', 1)[0] if str(portal).count(':') == 1 else str(portal))
-        except ValueError:
-            raise ConfigError('advertised_portals: %r is not an IP address' % (portal,))
+            rules.split_portal(portal)
+        except rules.RuleError as exc:
+            raise ConfigError('advertised_portals: %s (IPv4, IPv4:PORT, IPv6 or [IPv6]:PORT)' % exc)
     if config['workers'] == 0:
         config['workers'] = max(1, len(os.sched_getaffinity(0)))
     return config

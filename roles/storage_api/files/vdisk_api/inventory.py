@@ -162,16 +162,15 @@ def resolve_target(vdisk, target, lio_index):
 def _portals(tpg, advertised):
     result = []
     for portal in tpg.get('portals') or []:
-        ip, port = portal.get('ip_address'), portal.get('port', 3260)
-        if ip in ('0.0.0.0', '::', '[::]'):
+        ip, port = str(portal.get('ip_address')).strip('[]'), portal.get('port', 3260)
+        if ip in ('0.0.0.0', '::'):
             if not advertised:
                 raise ResolveError('the target portal listens on %s and the API has no advertised_portals '
                                    'configured; a device cannot log in to a wildcard address' % ip)
             for entry in advertised:
-                entry = str(entry)
-                result.append(entry if entry.count(':') == 1 else '%s:%s' % (entry, port))
+                result.append(rules.format_portal(*rules.split_portal(entry, port)))
         else:
-            result.append('%s:%s' % (ip, port))
+            result.append(rules.format_portal(ip, port))
     return list(dict.fromkeys(result))
 
 

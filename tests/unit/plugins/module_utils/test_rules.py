@@ -147,3 +147,18 @@ def test_every_name_the_rules_accept_lio_takes_as_written(iqn):
     from ansible_collections.clusterducks.vdisk.tests.unit import rtslib_model
     if _accepts(rules.check_iqn, iqn, 'iqn', allow_eui_naa=True):
         assert rtslib_model.normalize_wwn(('naa', 'eui', 'iqn'), iqn)[0] == iqn
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('10.0.0.1', '10.0.0.1:3260'), ('10.0.0.1:3261', '10.0.0.1:3261'), ('fd00::10', '[fd00::10]:3260'),
+    ('[fd00::10]', '[fd00::10]:3260'), ('[fd00::10]:3261', '[fd00::10]:3261'), ('fd00::10:3261', '[fd00::10:3261]:3260'),
+])
+def test_portals_are_written_bracketed(text, expected):
+    assert rules.format_portal(*rules.split_portal(text)) == expected
+
+
+@pytest.mark.parametrize('text', ['[10.0.0.1]:3260', '[fd00::10', '[fd00::10]x', 'host:3260', '10.0.0.1:0',
+                                  '10.0.0.1:65536', '10.0.0.1:\u00b2', ''])
+def test_bad_portals(text):
+    with pytest.raises(rules.RuleError):
+        rules.split_portal(text)
