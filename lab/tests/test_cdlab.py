@@ -62,13 +62,6 @@ def test_parse_size_rejects(text):
         cdlab.parse_size(text)
 
 
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    monkeypatch.setenv("CDLAB_STATE", str(tmp_path / "state"))
-    monkeypatch.setenv("CDLAB_CACHE", str(tmp_path / "cache"))
-    return tmp_path
-
-
 @pytest.mark.parametrize("name", ["", "a/b", "../x", ".hidden"])
 def test_lab_names_are_checked(state, name):
     with pytest.raises(cdlab.LabError):
