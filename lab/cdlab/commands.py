@@ -109,43 +109,50 @@ def cmd_start(args):
 
 def cmd_stop(args):
     lab = Lab(args.lab)
-    stop_all(select(lab, args.names), args.timeout)
-    write_inventory(lab)
+    with lab.lock():
+        # One stop_all for all the VMs: they power off in parallel.
+        stop_all(select(lab, args.names), args.timeout)
+        write_inventory(lab)
 
 
 def cmd_kill(args):
     lab = Lab(args.lab)
-    for vm in select(lab, args.names):
-        if vm.kill():
-            log("%s power-cut" % vm.name)
-    write_inventory(lab)
+    with lab.lock():
+        for vm in select(lab, args.names):
+            if vm.kill():
+                log("%s power-cut" % vm.name)
+        write_inventory(lab)
 
 
 def cmd_reboot(args):
     """A new qemu process, so an ephemeral root really starts over."""
     lab = Lab(args.lab)
-    vms = select(lab, args.names)
-    stop_all(vms)
+    # Power-off and boot under one lock: no other command runs in between.
     with lab.lock():
+        vms = select(lab, args.names)
+        stop_all(vms)
         boot(lab, vms, args.timeout)
 
 
 def cmd_destroy(args):
     lab = Lab(args.lab)
     logs = os.path.join(state_root(), "logs", lab.name)
-    for vm in select(lab, args.names):
-        vm.kill()
-        # Console logs outlive the VM: they are what a failed run leaves to read.
-        for name in ("console.log.prev", "console.log"):
-            if os.path.exists(vm.file(name)):
-                os.makedirs(logs, exist_ok=True)
-                shutil.copyfile(vm.file(name), os.path.join(logs, "%s.%s" % (vm.name, name)))
-        shutil.rmtree(vm.path)
-        log("%s destroyed (console log kept in %s)" % (vm.name, logs))
-    if not lab.vms() and os.path.isdir(lab.path):
-        shutil.rmtree(lab.path)
-    elif os.path.isdir(lab.path):
-        write_inventory(lab)
+    # The lock file is in the lab's directory: removing the directory removes
+    # it while held, which locked() handles for whoever waits.
+    with lab.lock():
+        for vm in select(lab, args.names):
+            vm.kill()
+            # Console logs outlive the VM: they are what a failed run leaves to read.
+            for name in ("console.log.prev", "console.log"):
+                if os.path.exists(vm.file(name)):
+                    os.makedirs(logs, exist_ok=True)
+                    shutil.copyfile(vm.file(name), os.path.join(logs, "%s.%s" % (vm.name, name)))
+            shutil.rmtree(vm.path)
+            log("%s destroyed (console log kept in %s)" % (vm.name, logs))
+        if not lab.vms() and os.path.isdir(lab.path):
+            shutil.rmtree(lab.path)
+        elif os.path.isdir(lab.path):
+            write_inventory(lab)
 
 
 def cmd_status(args):

@@ -29,12 +29,37 @@ def log(msg):
 
 
 @contextlib.contextmanager
-def locked(path):
-    """An exclusive flock: concurrent builds of one image wait for each other."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+def locked(path, what=None):
+    """An exclusive flock on PATH for the with-block: concurrent builds of one
+    image, or commands on one lab, wait for each other. The holder writes who
+    it is into the file, so that a waiter can say what it waits for.
+
+    A lock file can be deleted by its holder (destroy removes the lab's
+    directory, pruning an image's lock): a waiter then holds a lock on a file
+    that is gone while a newcomer locks a new one, so after getting the lock,
+    check that PATH is still the file locked, and start over if not."""
+    while True:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # "a+", not "w": a waiter must not wipe the holder's note.
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                log("waiting for %s, held by %s" % (what or path, f.read().strip() or "another process"))
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                current = os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+            except FileNotFoundError:
+                current = False
+            if not current:
+                continue
+            f.seek(0)
+            f.truncate()
+            f.write("pid %d (%s)\n" % (os.getpid(), " ".join(sys.argv)))
+            f.flush()
+            yield
+            return
 
 
 def write_json(path, data):

@@ -47,7 +47,7 @@ def build_golden(base, playbook, extra_vars=(), inputs=()):
     # The collection's roles are always part of the key: playbooks use them.
     key = golden_key(base, [playbook, os.path.join(REPO, "roles"), *extra_vars, *inputs])
     path = os.path.join(cache_dir(), "golden", key)
-    with locked(path + ".lock"):
+    with locked(path + ".lock", "golden image %s" % key):
         if image_ready(path):
             os.utime(path)
             return path

@@ -38,7 +38,7 @@ def image_ready(path):
 
 def ensure_image(rebuild=False):
     path = image_dir()
-    with locked(path + ".lock"):
+    with locked(path + ".lock", "lab image %s" % os.path.basename(path)):
         if rebuild and os.path.exists(path):
             shutil.rmtree(path)
         if image_ready(path):
@@ -62,7 +62,7 @@ def prune_images(keep, older_than_days=0):
         path = os.path.join(images, name)
         if path == keep or not os.path.isdir(path) or os.path.getmtime(path) > cutoff:
             continue
-        with locked(path + ".lock"):
+        with locked(path + ".lock", "cached image %s" % name):
             shutil.rmtree(path, ignore_errors=True)
         os.unlink(path + ".lock")
         log("pruned cached image %s" % name)

@@ -51,4 +51,8 @@ class Lab:
         return [VM(self, n) for n in names]
 
     def lock(self):
-        return locked(os.path.join(self.path, ".lock"))
+        """The lab lock: commands that change the lab's VMs (define, up, start,
+        stop, kill, reboot, destroy, set-image) run one at a time. Only the
+        commands take it, never Lab or VM methods, so it is never taken twice
+        in one process (flock would wait for itself)."""
+        return locked(os.path.join(self.path, ".lock"), "lab %s" % self.name)
