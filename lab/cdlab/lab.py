@@ -1,6 +1,7 @@
 """A lab: a named set of VMs sharing one storage network, its state
 (lab.json) and its lock."""
 
+import contextlib
 import json
 import os
 import socket
@@ -50,9 +51,14 @@ class Lab:
         )
         return [VM(self, n) for n in names]
 
+    @contextlib.contextmanager
     def lock(self):
         """The lab lock: commands that change the lab's VMs (define, up, start,
         stop, kill, reboot, destroy, set-image) run one at a time. Only the
         commands take it, never Lab or VM methods, so it is never taken twice
         in one process (flock would wait for itself)."""
-        return locked(os.path.join(self.path, ".lock"), "lab %s" % self.name)
+        with locked(os.path.join(self.path, ".lock"), "lab %s" % self.name):
+            # Read lab.json again: whoever held the lock may have changed it
+            # (next_index, mcast_port), and saving a stale copy would undo that.
+            self.meta = self._load()
+            yield

@@ -231,3 +231,16 @@ def test_a_lock_file_deleted_by_its_holder_still_excludes(tmp_path):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     done.set()
     thread.join(10)
+
+
+def test_the_lock_reads_lab_json_again():
+    # Two commands on one lab, each with a Lab read before it got the lock:
+    # the second must see what the first saved (a VM index, the storage
+    # network's port), not save its stale copy over it.
+    first, second = cdlab.Lab("t"), cdlab.Lab("t")
+    with first.lock():
+        first.meta.update(next_index=3, mcast_port=47123)
+        first.save()
+    with second.lock():
+        assert second.meta == {"next_index": 3, "mcast_port": 47123}
+        assert second.mcast_port == 47123
