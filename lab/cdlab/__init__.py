@@ -29,6 +29,7 @@ One job per module:
   console    waiting for a console line
   inventory  the Ansible inventory of the running VMs
   image      the lab image: built, cached by recipe hash, pruned
+  refs       which cached images defined VMs still use (any state dir)
   golden     golden images: a playbook run into a copy of an image
 
 Only the standard library is used: this runs before the virtualenv exists.
@@ -46,15 +47,17 @@ from .inventory import dump_yaml, inventory, write_inventory
 from .lab import Lab
 from .net import FIRST_HOST, STORAGE_MCAST_GROUP, STORAGE_NET, free_port, port_is_free
 from .qemu import qemu_command
+from .refs import images_in_use, qcow2_backing_file, record_state_root, state_roots
 from .ssh import SSH_OPTS, ssh_command, ssh_ok, wait_for_ssh
 from .vm import VM, parse_size, stop_all
 
 __all__ = [
     "FIRST_HOST", "IMAGE_FILES", "IMAGE_RECIPE", "LAB_DIR", "REPO", "SSH_OPTS",
-    "STORAGE_MCAST_GROUP", "STORAGE_NET", "VM", "Lab", "LabError", "boot", "build_golden",
-    "cache_dir", "collections_dir", "define_vms", "detect_accel", "dump_yaml", "ensure_image",
-    "free_port", "golden_key", "image_dir", "image_ready", "inventory", "locked", "log", "main",
-    "parse_size", "port_is_free", "prune_images", "qemu_command", "recipe_hash", "select",
-    "ssh_command", "ssh_ok", "state_root", "stop_all", "tree_hash", "wait_console",
-    "wait_for_ssh", "write_inventory", "write_json",
+    "STORAGE_MCAST_GROUP", "STORAGE_NET", "VM", "boot", "build_golden", "cache_dir",
+    "collections_dir", "define_vms", "detect_accel", "dump_yaml", "ensure_image", "free_port",
+    "golden_key", "image_dir", "image_ready", "images_in_use", "inventory", "Lab", "LabError",
+    "locked", "log", "main", "parse_size", "port_is_free", "prune_images",
+    "qcow2_backing_file", "qemu_command", "recipe_hash", "record_state_root", "select",
+    "ssh_command", "ssh_ok", "state_root", "state_roots", "stop_all", "tree_hash",
+    "wait_console", "wait_for_ssh", "write_inventory", "write_json"
 ]

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 from .common import IMAGE_RECIPE, LabError, cache_dir, locked, log
+from .refs import images_in_use
 
 
 def recipe_hash(recipe_dir=IMAGE_RECIPE):
@@ -50,19 +51,30 @@ def ensure_image(rebuild=False):
         started = time.monotonic()
         subprocess.run([os.path.join(IMAGE_RECIPE, "build.sh"), path], check=True)
         log("built lab image in %.0f s" % (time.monotonic() - started))
-    prune_images(keep=path, older_than_days=7)
+    try:
+        prune_images(keep=path, older_than_days=7)
+    except LabError as e:
+        # The image is there: a prune that cannot run is no reason to fail.
+        log("not pruning cached images: %s" % e)
     return path
 
 
 def prune_images(keep, older_than_days=0):
-    """Delete cached images other than ``keep`` unused for that many days."""
+    """Delete cached images other than ``keep`` unused for that many days,
+    but never one that a defined VM, in any lab state dir, still uses."""
     images = os.path.dirname(keep)
     cutoff = time.time() - older_than_days * 86400
-    for name in os.listdir(images):
+    for name in sorted(os.listdir(images)):
         path = os.path.join(images, name)
         if path == keep or not os.path.isdir(path) or os.path.getmtime(path) > cutoff:
             continue
         with locked(path + ".lock", "cached image %s" % name):
+            # Asked for each image right before deleting it, not once up
+            # front: a VM defined meanwhile counts too.
+            users = images_in_use().get(os.path.realpath(path))
+            if users:
+                log("kept cached image %s: still the backing file of %s" % (name, "; ".join(users)))
+                continue
             shutil.rmtree(path, ignore_errors=True)
         os.unlink(path + ".lock")
         log("pruned cached image %s" % name)

@@ -13,6 +13,7 @@ from .common import LabError, log, write_json
 from .image import image_ready
 from .net import FIRST_HOST, STORAGE_NET, free_port, port_is_free
 from .qemu import qemu_command
+from .refs import record_state_root
 from .ssh import ssh_command, ssh_ok
 
 
@@ -53,6 +54,8 @@ class VM:
 
     def save_conf(self, conf):
         write_json(self.conf_path, conf)
+        # Its image (a qcow2 backing file) must outlive any prune of the cache.
+        record_state_root()
 
     def define(self, image, memory, cpus, disks, ephemeral, storage_ip, forwards=(),
                kernel_args=(), smbios_files=(), hostname=True):
