@@ -200,7 +200,7 @@ def test_stop_powers_off_all_the_vms_at_once(qemu_stand_in, actions, monkeypatch
     assert not any(vm.running for vm in lab.vms())
 
 
-def test_destroy_of_the_last_vm_removes_the_lab_with_its_lock(qemu_stand_in, actions):
+def test_destroy_of_the_last_vm_removes_the_lab_with_its_lock(qemu_stand_in):
     lab = cdlab.Lab("t")
     running_vm(lab, "storage", qemu_stand_in())
     assert cdlab.main(["--lab", "t", "destroy"]) == 0

@@ -104,7 +104,7 @@ def test_a_vm_of_another_state_dir_keeps_its_image(state, monkeypatch):
 
 @pytest.mark.skipif(not shutil.which("qemu-img"), reason="needs qemu-img")
 @pytest.mark.parametrize("case", ["vm.json names another image", "no vm.json yet"])
-def test_the_root_overlays_backing_file_counts(case, capsys):
+def test_the_root_overlays_backing_file_counts(case):
     # A define or set-image cut short between the overlay and vm.json.
     keep = cached_image("current", age=0)
     used = cached_image("used")
