@@ -1,7 +1,7 @@
 # clusterducks.vdisk: the two commands (on a fresh Debian 12 machine, as root)
 #   make demo   set up, build the lab, boot the demo
 #   make test   set up and run every test: unit, sanity, lint, lab scenarios
-# Inner loops: make test-unit | make sanity | make lint | make scenario S=lio_smoke
+# Inner loops: make test-unit | make sanity | make lint | make scenario S=default
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -78,7 +78,7 @@ test-collection: venv
 test-lab: setup
 	tests/run-suite.sh lab
 
-# One lab scenario, the inner loop for lab work: make scenario S=lio_smoke
+# One lab scenario, the inner loop for lab work: make scenario S=default
 scenario: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $(S)
 

@@ -45,4 +45,9 @@ requirements:
 notes:
   - These modules talk to the API over HTTPS from wherever they run; usually that is the controller
     (with C(delegate_to=localhost)) or the storage host itself.
+  - The modules C(clusterducks.vdisk.assignment), C(clusterducks.vdisk.device_token) and
+    C(clusterducks.vdisk.storage_api_info) form the action group C(clusterducks.vdisk.api). Set O(url),
+    O(token), O(ca_path) and the other connection options once for all of them with the play or block keyword
+    C(module_defaults) and the key C(group/clusterducks.vdisk.api) (an example is in C(docs/api.md) of the
+    collection). A task's own options win over the defaults.
 """

@@ -19,6 +19,30 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
 """
 
+    # The description of the idempotent attribute. A module that extends this
+    # fragment sets the support level itself (attributes: idempotent: support:
+    # full / partial with details), or also extends IDEMPOTENT_NOT_MODIFY_STATE.
+    # Not part of DOCUMENTATION above: every module extending that one would then
+    # need a support level for it (ansible-test sanity requires one per attribute).
+    IDEMPOTENT = r"""
+options: {}
+attributes:
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+      - This assumes that the system controlled/queried by the module has not changed in a relevant way.
+"""
+
+    # Should be used together with the IDEMPOTENT fragment.
+    IDEMPOTENT_NOT_MODIFY_STATE = r"""
+options: {}
+attributes:
+  idempotent:
+    support: full
+    details:
+      - This action does not modify state.
+"""
+
     # Modules that only run on Linux hosts (LIO, configfs, dracut).
     PLATFORM = r"""
 options: {}
@@ -27,6 +51,17 @@ attributes:
     description: Target OS/families that can be operated against.
     support: full
     platforms: linux
+"""
+
+    # The storage API modules (meta/runtime.yml action_groups: api).
+    ACTIONGROUP_API = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/clusterducks.vdisk.api) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - clusterducks.vdisk.api
 """
 
     # Should be used together with the standard fragment.

@@ -116,10 +116,37 @@ class ApiClient(object):
         params = {'device': device} if device else None
         return self.request('GET', '/tokens', params=params)[1]['tokens']
 
-    def create_token(self, device, name):
-        """Returns (metadata, secret token)."""
-        data = self.request('POST', '/tokens', body={'device': device, 'name': name})[1]
+    def create_token(self, device, name, replaces=None):
+        """Returns (metadata, secret token).
+
+        With ``replaces`` (the id of the device's current token of that name)
+        the old token stays valid, marked ``replaced_by`` the new one, until it
+        is revoked: deliver the new token first, then delete the old one.
+        """
+        body = {'device': device, 'name': name}
+        if replaces is not None:
+            body['replaces'] = replaces
+        data = self.request('POST', '/tokens', body=body)[1]
         return data['token'], data['secret']
+
+    def device_token_works(self, device, token):
+        """Whether the API accepts ``token`` as ``device``'s own token (on its boot record).
+
+        404 (no assignment yet) and 503 (record not buildable now) come after
+        authentication, so they count as accepted; 401/403 do not.
+        """
+        url = self.base + API_PREFIX + '/boot/%s' % device
+        try:
+            response = self.session.request('GET', url, timeout=self.timeout, verify=self.verify,
+                                            allow_redirects=False, headers={'Authorization': 'Bearer %s' % token})
+        except requests.exceptions.RequestException as exc:
+            raise ApiError('cannot reach the storage API at %s: %s' % (self.base, exc))
+        if response.status_code in (401, 403):
+            return False
+        if response.status_code < 300 or response.status_code in (404, 503):
+            return True
+        raise ApiError('storage API answered %d to GET /boot/%s with the device token'
+                       % (response.status_code, device), status=response.status_code)
 
     def delete_token(self, token_id):
         self.request('DELETE', '/tokens/%s' % token_id, allow=(404,))

@@ -16,6 +16,9 @@ import json
 import os
 import traceback
 
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import resource_run
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.atomic import write_atomic
+
 RTSLIB_IMPORT_ERROR = None
 try:
     # Debian 12 ships rtslib-fb 2.1.75 as ``rtslib_fb``; newer releases are
@@ -194,6 +197,11 @@ def target_info(target):
     }
 
 
+def iscsi_targets(root):
+    """The iSCSI fabric's targets (root.targets walks every fabric)."""
+    return [t for t in root.targets if t.fabric_module.name == 'iscsi']
+
+
 def lookup_target(wwn, fabric='iscsi'):
     """Return the existing Target ``wwn`` or None, without creating anything."""
     rtslib_error, not_in_cfs = rtslib_errors()
@@ -254,26 +262,21 @@ def save_config(root, path=None):
 
     rtslib's save_to_file() copies its temporary file over the old one, so a
     crash mid-copy can leave a truncated file and no targets at the next boot.
-    This writes a temporary file (0600: it holds CHAP secrets), fsyncs it and
-    renames it over the old one, then fsyncs the directory.
+    atomic.py writes a temporary file (0600: it holds CHAP secrets), fsyncs it,
+    renames it over the old one and fsyncs the directory.
     """
     path = path or default_save_file(root)
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
     data = json.dumps(root.dump(), sort_keys=True, indent=2) + '\n'
-    tmp = '%s.%d.tmp' % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by umask; be explicit
-        os.write(fd, data.encode('utf-8'))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    dirfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
-    return path
+    return write_atomic(path, data, mode=0o600)
+
+
+# A failed run's error (resource_run is the one plan/apply/save skeleton).
+ChangeFailed = resource_run.ChangeFailed
+
+
+def apply_changes(root, steps, subject='LIO'):
+    """Apply ``steps`` ((label, do, undo)) and save LIO's configuration once; see resource_run.apply."""
+    resource_run.apply(steps, lambda: save_config(root), default_save_file(root), subject)

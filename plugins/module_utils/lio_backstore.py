@@ -74,8 +74,9 @@ def recreate(so, record):
     LIO cannot resize or reconfigure a fileio object in place: delete it with
     its LUNs, create it again with the same name and WWN, and put back each LUN
     (same TPG and LUN id) and each initiator's mapped LUN (same id, same
-    write-protect). The initiator keeps seeing the same disk. If that fails,
-    the old object is put back the same way before the error is raised.
+    write-protect). The initiator keeps seeing the same disk. If any step
+    fails (the delete too: rtslib removes mapped LUNs, LUNs and the object one
+    by one), the old object is put back the same way before the error is raised.
     """
     old = {'name': so.name, 'dev': so.udev_path, 'size': so.size, 'wwn': so.wwn}
     saved = []
@@ -84,21 +85,38 @@ def recreate(so, record):
                   for acl in lun.parent_tpg.node_acls for m in acl.mapped_luns
                   if m.tpg_lun.lun == lun.lun]
         saved.append((lun.parent_tpg, lun.lun, mapped))
-    so.delete()
     try:
+        so.delete()
         return _relink(create(record), saved)
     except BaseException:
-        restored = lio.rtslib.FileIOStorageObject(old['name'], dev=old['dev'], size=old['size'], wwn=old['wwn'],
-                                                  write_back=False, aio=False)
-        _relink(restored, saved)
+        _put_back(old, saved)
         raise
 
 
+def _put_back(old, saved):
+    live = lookup(old['name'])
+    if live is not None and (live.udev_path, live.size, live.wwn) != (old['dev'], old['size'], old['wwn']):
+        live.delete()  # the new object, made before the failure
+        live = None
+    if live is None:
+        live = lio.rtslib.FileIOStorageObject(old['name'], dev=old['dev'], size=old['size'], wwn=old['wwn'],
+                                              write_back=False, aio=False)
+    _relink(live, saved)
+
+
 def _relink(so, saved):
+    """Export ``so`` under each saved LUN and mapped LUN; ones a part-way delete left in place are kept."""
+    not_in_cfs = lio.rtslib_errors()[1]
     for tpg, lun_id, mapped in saved:
-        lun = lio.rtslib.LUN(tpg, lun_id, so)
+        try:
+            lun = lio.rtslib.LUN(tpg, lun_id)
+        except not_in_cfs:
+            lun = lio.rtslib.LUN(tpg, lun_id, so)
         for acl, mapped_lun, write_protect in mapped:
-            lio.rtslib.MappedLUN(acl, mapped_lun, lun, write_protect)
+            try:
+                lio.rtslib.MappedLUN(acl, mapped_lun)
+            except not_in_cfs:
+                lio.rtslib.MappedLUN(acl, mapped_lun, lun, write_protect)
     return so
 
 

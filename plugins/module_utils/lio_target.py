@@ -12,10 +12,15 @@ target once and either lists what differs (check mode) or changes exactly
 that, so the plan shown and the change made can never disagree. Everything
 not declared (portals, LUNs, ACLs, mappings) is removed; attributes and
 parameters not declared are left as they are.
+
+An initiator's LUNs are kept as LIO has them, one entry per mapped LUN
+(``mapped_lun``, ``tpg_lun``, ``write_protect``): a mapping under the wrong
+number or with the wrong write-protect is then a difference like any other.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_backstore
@@ -111,8 +116,10 @@ def normalize(spec):
         unknown = [m for m in mapped if m not in lun_ids]
         if unknown:
             raise ValidationError('%s: maps LUN %s, which the target does not have' % (who, unknown[0]))
-        initiators.append({'iqn': node, 'chap': chap, 'mutual_chap': mutual, 'luns': mapped,
-                           'write_protect': bool(entry.get('write_protect', False))})
+        # Each LUN under its own number; write-protect is per mapped LUN in LIO.
+        protect = bool(entry.get('write_protect', False))
+        initiators.append({'iqn': node, 'chap': chap, 'mutual_chap': mutual,
+                           'mapped_luns': [_mapping(m, m, protect) for m in mapped]})
     with_chap = [i['iqn'] for i in initiators if i['chap']]
     if with_chap and len(with_chap) != len(initiators):
         raise ValidationError('%s: CHAP is on for some initiators and off for others; LIO enforces it per '
@@ -132,6 +139,7 @@ def normalize(spec):
 
     return {
         'iqn': iqn,
+        'enabled': True,
         'portals': sorted(portals, key=lambda p: (p['ip'], p['port'])),
         'luns': sorted(luns, key=lambda x: x['lun']),
         'initiators': sorted(initiators, key=lambda i: i['iqn']),
@@ -151,6 +159,10 @@ def _tpg(target):
     return None
 
 
+def _mapping(mapped_lun, tpg_lun, write_protect):
+    return {'mapped_lun': mapped_lun, 'tpg_lun': tpg_lun, 'write_protect': bool(write_protect)}
+
+
 def _cred(obj, userid, password):
     user = getattr(obj, userid)
     return {'userid': user, 'password': getattr(obj, password)} if user else None
@@ -160,22 +172,21 @@ def read(target, keys):
     """The live target in canonical form; attributes/parameters only for the names in ``keys``."""
     tpg = _tpg(target)
     if tpg is None:
-        return {'iqn': target.wwn, 'portals': [], 'luns': [], 'initiators': [], 'attributes': {},
+        return {'iqn': target.wwn, 'enabled': None, 'portals': [], 'luns': [], 'initiators': [], 'attributes': {},
                 'parameters': {}}
     initiators = []
     for acl in tpg.node_acls:
-        mapped = list(acl.mapped_luns)
         initiators.append({
             'iqn': acl.node_wwn,
             'chap': _cred(acl, 'chap_userid', 'chap_password'),
             'mutual_chap': _cred(acl, 'chap_mutual_userid', 'chap_mutual_password'),
-            # A mapping under another number than its LUN reads as a different one.
-            'luns': sorted(m.mapped_lun if m.tpg_lun.lun == m.mapped_lun else -1 - m.mapped_lun for m in mapped),
-            'write_protect': any(m.write_protect for m in mapped),
+            'mapped_luns': sorted((_mapping(m.mapped_lun, m.tpg_lun.lun, m.write_protect) for m in acl.mapped_luns),
+                                  key=lambda x: x['mapped_lun']),
         })
     return {
         'iqn': target.wwn,
-        'portals': sorted(({'ip': p.ip_address, 'port': p.port} for p in tpg.network_portals),
+        'enabled': tpg.enable,
+        'portals': sorted(({'ip': p.ip_address.strip('[]'), 'port': p.port} for p in tpg.network_portals),
                           key=lambda p: (p['ip'], p['port'])),
         'luns': sorted(({'lun': lun.lun, 'vdisk': lun.storage_object.name if lun.storage_object.plugin == 'fileio'
                          else '%s/%s' % (lun.storage_object.plugin, lun.storage_object.name)}
@@ -204,19 +215,30 @@ def masked(state, reference=None):
     return out
 
 
-def check_vdisks(desired):
-    """Every LUN must name an existing vDisk backstore."""
+def check_vdisks(desired, check_mode=False):
+    """Every LUN must name an existing vDisk backstore; returns (missing vDisk names, warnings).
+
+    In check mode a missing one is only a warning: a clusterducks.vdisk.vdisk
+    task earlier in the play would have created it, but did not in check mode.
+    """
+    missing, warnings = set(), []
     for lun in desired['luns']:
         if lio_backstore.lookup(lun['vdisk']) is None:
-            raise ValidationError('target %s LUN %d: unknown vDisk %s (create it with clusterducks.vdisk.vdisk first)'
-                                  % (desired['iqn'], lun['lun'], lun['vdisk']))
+            what = 'target %s LUN %d: unknown vDisk %s' % (desired['iqn'], lun['lun'], lun['vdisk'])
+            if not check_mode:
+                raise ValidationError(what + ' (create it with clusterducks.vdisk.vdisk first)')
+            missing.add(lun['vdisk'])
+            warnings.append(what + ' (not created yet: fine in check mode if a clusterducks.vdisk.vdisk task '
+                                   'before this one creates it, an error in a real run)')
+    return missing, warnings
 
 
-def converge(desired, current, dry_run):
+def converge(desired, current, dry_run, missing=()):
     """Bring the live target from ``current`` (None: absent) to ``desired``.
 
     Returns the list of actions (descriptions without secrets). With
-    ``dry_run`` nothing is changed. Additions and changes come before removals,
+    ``dry_run`` nothing is changed; ``missing`` names vDisks that check mode
+    found not created yet. Additions and changes come before removals,
     so a failure part-way leaves nothing declared missing.
     """
     actions = []
@@ -231,20 +253,28 @@ def converge(desired, current, dry_run):
 
     target = tpg = None
     if current is None:
-        act('create target %s' % iqn)
-        if not dry_run:
-            target = rtslib.Target(rtslib.FabricModule('iscsi'), iqn, mode='create')
-            tpg = rtslib.TPG(target, TPG_TAG, mode='create')
-        current = {'portals': [], 'luns': [], 'initiators': [], 'attributes': {}, 'parameters': {}}
+        with_tpg = desired['enabled'] is not None
+        target, tpg = act('create target %s' % iqn, lambda: _create_target(iqn, with_tpg)) or (None, None)
+        # The kernel creates a TPG disabled.
+        current = {'enabled': False if with_tpg else None, 'portals': [], 'luns': [], 'initiators': [],
+                   'attributes': {}, 'parameters': {}}
     elif not dry_run:
         target = lookup(iqn)
-        tpg = _tpg(target) or rtslib.TPG(target, TPG_TAG, mode='create')
+        tpg = _tpg(target)
+    if desired['enabled'] is None:
+        # Only restore() asks for this: the target had no TPG 1 before a failed change.
+        if current['enabled'] is not None:
+            act('remove TPG %d' % TPG_TAG, lambda: tpg.delete())
+        return actions
+    if current['enabled'] is None:
+        tpg = act('create TPG %d' % TPG_TAG, lambda: rtslib.TPG(target, TPG_TAG, mode='create'))
+        current = dict(current, enabled=False)
 
     # Portals.
     for portal in desired['portals']:
         if portal not in current['portals']:
             act('add portal %s:%d' % (portal['ip'], portal['port']),
-                lambda p=portal: rtslib.NetworkPortal(tpg, p['ip'], p['port'], mode='create'))
+                lambda p=portal: rtslib.NetworkPortal(tpg, _np_address(p['ip']), p['port'], mode='create'))
 
     # LUNs: a LUN id pointing at another vDisk is replaced.
     live_luns = {x['lun']: x['vdisk'] for x in current['luns']}
@@ -255,8 +285,9 @@ def converge(desired, current, dry_run):
         if have is not None:
             act('remove LUN %d (%s) to replace it' % (lun['lun'], have),
                 lambda n=lun['lun']: rtslib.LUN(tpg, n).delete())
-        act('add LUN %d: vDisk %s' % (lun['lun'], lun['vdisk']),
-            lambda x=lun: rtslib.LUN(tpg, x['lun'], lio_backstore.lookup(x['vdisk'])))
+        note = ' (not created yet)' if lun['vdisk'] in missing else ''
+        act('add LUN %d: vDisk %s%s' % (lun['lun'], lun['vdisk'], note),
+            lambda x=lun: rtslib.LUN(tpg, x['lun'], _backstore(x['vdisk'])))
 
     # Initiators: ACL, CHAP, mutual CHAP, mapped LUNs.
     live_acls = {i['iqn']: i for i in current['initiators']}
@@ -266,7 +297,7 @@ def converge(desired, current, dry_run):
         have = live_acls.get(node)
         if have is None:
             act('add initiator %s' % node, lambda n=node: rtslib.NodeACL(tpg, n, mode='create'))
-            have = {'chap': None, 'mutual_chap': None, 'luns': [], 'write_protect': False}
+            have = {'chap': None, 'mutual_chap': None, 'mapped_luns': []}
 
         def acl(n=node):
             return rtslib.NodeACL(tpg, n, mode='lookup')
@@ -279,18 +310,25 @@ def converge(desired, current, dry_run):
             label = 'mutual CHAP' if key == 'mutual_chap' else 'CHAP'
             act(('set %s for %s' if want else 'remove %s for %s') % (label, node),
                 lambda w=want, u=user_attr, p=pass_attr: _set_cred(acl(), u, p, w))
+        # Mapped LUN by mapped LUN: each must point at its TPG LUN with its own write-protect.
         # Mappings removed with a replaced LUN come back here.
-        live_mapped = set(m for m in have['luns'] if m not in replaced)
-        for m in init['luns']:
-            if m not in live_mapped:
-                act('map LUN %d for %s%s' % (m, node, ' (read-only)' if init['write_protect'] else ''),
-                    lambda m=m, wp=init['write_protect']: rtslib.MappedLUN(acl(), m, m, wp))
-            elif have['write_protect'] != init['write_protect']:
-                act('set LUN %d %s for %s' % (m, 'read-only' if init['write_protect'] else 'read-write', node),
-                    lambda m=m, wp=init['write_protect']: setattr(rtslib.MappedLUN(acl(), m), 'write_protect', wp))
-        for m in sorted(live_mapped - set(init['luns'])):
-            act('unmap LUN %d for %s' % (m if m >= 0 else -1 - m, node),
-                lambda m=m: rtslib.MappedLUN(acl(), m if m >= 0 else -1 - m).delete())
+        live_mapped = {x['mapped_lun']: x for x in have['mapped_luns'] if x['tpg_lun'] not in replaced}
+        for want in init['mapped_luns']:
+            m, t, wp = want['mapped_lun'], want['tpg_lun'], want['write_protect']
+            got = live_mapped.get(m)
+            ro = ' (read-only)' if wp else ''
+            if got is None:
+                act('map LUN %d for %s%s%s' % (m, node, '' if t == m else ' (TPG LUN %d)' % t, ro),
+                    lambda m=m, t=t, wp=wp: rtslib.MappedLUN(acl(), m, t, wp))
+            elif got['tpg_lun'] != t:
+                # LIO cannot repoint a mapped LUN: the wrong one goes before the right one is made.
+                act('remap LUN %d for %s (was TPG LUN %d)%s' % (m, node, got['tpg_lun'], ro),
+                    lambda m=m, t=t, wp=wp: _remap(acl(), m, t, wp))
+            elif got['write_protect'] != wp:
+                act('set LUN %d %s for %s' % (m, 'read-only' if wp else 'read-write', node),
+                    lambda m=m, wp=wp: setattr(rtslib.MappedLUN(acl(), m), 'write_protect', wp))
+        for m in sorted(set(live_mapped) - set(x['mapped_lun'] for x in init['mapped_luns'])):
+            act('unmap LUN %d for %s' % (m, node), lambda m=m: rtslib.MappedLUN(acl(), m).delete())
 
     # Attributes and parameters: only the declared (and defaulted) ones.
     for name, value in sorted(desired['attributes'].items()):
@@ -309,11 +347,44 @@ def converge(desired, current, dry_run):
     for portal in current['portals']:
         if portal not in desired['portals']:
             act('remove portal %s:%d' % (portal['ip'], portal['port']),
-                lambda p=portal: rtslib.NetworkPortal(tpg, p['ip'], p['port'], mode='lookup').delete())
+                lambda p=portal: rtslib.NetworkPortal(tpg, _np_address(p['ip']), p['port'], mode='lookup').delete())
 
-    if not dry_run and not tpg.enable:
-        tpg.enable = True
+    # Last, so that initiators log in only to a target that is complete.
+    if desired['enabled'] != current['enabled']:
+        act('%s TPG %d' % ('enable' if desired['enabled'] else 'disable', TPG_TAG),
+            lambda: setattr(tpg, 'enable', desired['enabled']))
     return actions
+
+
+def _create_target(iqn, with_tpg):
+    target = lio.rtslib.Target(lio.rtslib.FabricModule('iscsi'), iqn, mode='create')
+    return target, lio.rtslib.TPG(target, TPG_TAG, mode='create') if with_tpg else None
+
+
+def _backstore(vdisk):
+    """The storage object of a LUN entry: a vDisk, or "plugin/name" as read() gives other backstores.
+
+    Only putting a target back after a failure asks for another backstore;
+    that is rare enough to walk the storage objects for it.
+    """
+    if '/' not in vdisk:
+        so = lio_backstore.lookup(vdisk)
+    else:
+        plugin, name = vdisk.split('/', 1)
+        so = next((x for x in lio.rtslib.RTSRoot().storage_objects if (x.plugin, x.name) == (plugin, name)), None)
+    if so is None:
+        raise lio.LIOError('cannot export %s: there is no such backstore' % vdisk)
+    return so
+
+
+def _np_address(ip):
+    """LIO names a portal "ip:port"; an IPv6 address goes in brackets (rtslib's NetworkPortal asks for them)."""
+    return '[%s]' % ip if ':' in ip else ip
+
+
+def _remap(acl, mapped_lun, tpg_lun, write_protect):
+    lio.rtslib.MappedLUN(acl, mapped_lun).delete()
+    lio.rtslib.MappedLUN(acl, mapped_lun, tpg_lun, write_protect)
 
 
 def _set_cred(acl, user_attr, pass_attr, cred):
@@ -321,11 +392,87 @@ def _set_cred(acl, user_attr, pass_attr, cred):
     setattr(acl, pass_attr, cred['password'] if cred else '')
 
 
+def logged_in(target):
+    """The initiators with a session on ``target`` (configfs acls/*/info)."""
+    names = []
+    for tpg in target.tpgs:
+        for acl in tpg.node_acls:
+            try:
+                session = acl.session
+            except (OSError, lio.rtslib_errors()[0]):
+                session = None
+            if session:
+                names.append(acl.node_wwn)
+    return sorted(names)
+
+
 def delete(iqn, dry_run):
     """Remove a target with its TPGs, LUNs and ACLs (the vDisks stay)."""
     if not dry_run:
         lookup(iqn).delete()
     return ['delete target %s' % iqn]
+
+
+def all_keys(target):
+    """Every known attribute and parameter name of the target's TPG, to put a deleted target back."""
+    tpg = _tpg(target)
+    if tpg is None:
+        return {'attributes': (), 'parameters': ()}
+    return {'attributes': TPG_ATTRIBUTES.intersection(tpg.list_attributes()),
+            'parameters': TPG_PARAMETERS.intersection(tpg.list_parameters())}
+
+
+def restore(iqn, before):
+    """Put the target back as ``before`` (None: absent), after a change that failed or is undone.
+
+    ``before`` is what read() returned ahead of the change; a change applied
+    in part is just another live state to converge from.
+    """
+    target = lookup(iqn)
+    if before is None:
+        if target is not None:
+            target.delete()
+        return
+    converge(before, None if target is None else read(target, before), dry_run=False)
+
+
+def plan(specs, check_mode):
+    """Read and plan every target of ``specs`` ([(state, desired)]) before anything changes.
+
+    Returns (results, steps, warnings): per target its iqn, state, actions and
+    before/after (secrets masked; attributes and parameters only the declared
+    ones), and for the targets that change the (label, do, undo) steps for
+    lio.apply_changes().
+    """
+    planned, warnings = [], []
+    for state, desired in specs:
+        target = lookup(desired['iqn'])
+        missing = set()
+        if state == 'absent':
+            current = None if target is None else read(target, all_keys(target))
+        else:
+            current = None if target is None else read(target, desired)
+            missing, more = check_vdisks(desired, check_mode)
+            warnings.extend(more)
+        planned.append((state, desired, current, missing))
+
+    results, steps = [], []
+    for state, desired, current, missing in planned:
+        iqn = desired['iqn']
+        if state == 'absent':
+            actions = [] if current is None else delete(iqn, dry_run=True)
+            before = None if current is None else dict(current, attributes={}, parameters={})
+            after = None
+            do = functools.partial(delete, iqn, False)
+        else:
+            actions = converge(desired, current, dry_run=True, missing=missing)
+            before, after = current, desired
+            do = functools.partial(converge, desired, current, False)
+        if actions:
+            steps.append(('target %s' % iqn, do, functools.partial(restore, iqn, current)))
+        results.append({'iqn': iqn, 'state': state, 'actions': actions,
+                        'before': masked(before), 'after': masked(after, before or {})})
+    return results, steps, warnings
 
 
 # Discovery authentication is one setting of the iSCSI fabric, for all targets.
@@ -347,6 +494,21 @@ def normalize_discovery(spec):
     if mutual and not chap:
         raise ValidationError('discovery_auth: mutual_chap needs chap too')
     return {'enabled': enabled, 'chap': chap, 'mutual_chap': mutual}
+
+
+def plan_discovery(desired):
+    """(actions, before, after, steps) for discovery authentication; before/after without credentials."""
+    fabric = lio.rtslib.FabricModule('iscsi')
+    current = read_discovery(fabric)
+    actions = converge_discovery(fabric, desired, current, dry_run=True)
+    steps = []
+    if actions:
+        steps.append(('discovery authentication',
+                      functools.partial(converge_discovery, fabric, desired, current, False),
+                      lambda: converge_discovery(fabric, current, read_discovery(fabric), False)))
+    before = {'enabled': current['enabled']}
+    after = {'enabled': desired['enabled'], 'credentials': HIDDEN}
+    return actions, before, after, steps
 
 
 def converge_discovery(fabric, desired, current, dry_run):

@@ -26,7 +26,8 @@ class LockTimeout(Exception):
 
 
 @contextlib.contextmanager
-def host_lock(path=LOCK_PATH, timeout=600):
+def host_lock(path=None, timeout=600):
+    path = path or LOCK_PATH  # read at call time, so tests can move it
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)

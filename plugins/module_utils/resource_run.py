@@ -6,81 +6,89 @@
 """The one skeleton of a storage module's run: plan, apply, save once, report.
 
 A module first plans every resource it was given (reading and validating
-everything, changing nothing), then hands the steps here. In check mode the
-plan is the answer. Otherwise the steps are applied in order; if one fails,
-the steps already applied in this run are undone in reverse order where that
-loses nothing, and LIO's save file is written either way, so the running
-configuration and the one restored at boot never disagree.
-
-A step is any object with:
-  key       the resource's name (vDisk name, target IQN)
-  actions   what it changes (empty: nothing to do)
-  before    its state before (secrets masked), None if absent
-  after     its planned state (secrets masked), None if absent
-  apply()   make the change; undo its own partial work before raising
-  undo()    take the applied change back; returns a note when it cannot
-            without losing data (the change then stays) and None when undone
+everything, changing nothing); in check mode the plan is the answer. A real
+run hands the plan's steps to ``apply()``: each step is ``(label, do, undo)``.
+All steps run, then one save. If a step (or the save) fails, that step and
+the ones before it are undone in reverse order, so a failed run leaves things
+as they were. ``undo`` copes with a step applied only in part; it returns
+None when it put things back, or a note saying why it kept the change (a
+grown vDisk is not shrunk back: data may have been written since). When a
+change stays - kept, or its undo failed - what is live is saved, so the next
+boot brings back the same and a re-run sees what is left to do.
 """
 
 from __future__ import annotations
 
 
-class RunFailed(Exception):
-    """A step failed; ``undone`` and ``kept`` name the earlier steps by key."""
-
-    def __init__(self, key, error, undone, kept):
-        self.key = key
-        self.error = error
-        self.undone = undone
-        self.kept = kept
-        parts = ['%s: %s' % (key, error)]
-        if undone:
-            parts.append('undone: %s' % ', '.join(undone))
-        if kept:
-            parts.append('kept: %s' % '; '.join('%s (%s)' % k for k in kept))
-        parts.append("LIO's save file matches the running configuration")
-        super(RunFailed, self).__init__('; '.join(parts))
+class ChangeFailed(Exception):
+    """A run's change failed; the message says what was put back and where the save file stands."""
 
 
-def apply_steps(steps, save, dry_run):
-    """Apply ``steps`` (nothing in check mode) and call ``save()`` once if anything ran."""
-    if dry_run:
-        return
-    applied = []
-    ran = False
-    for step in steps:
-        if not step.actions:
-            continue
-        ran = True
+def apply(steps, save, save_path, subject='LIO'):
+    """Run ``steps`` then ``save()`` once; on failure undo and raise ChangeFailed.
+
+    ``save_path`` names the save file and ``subject`` what the steps change in messages.
+    """
+    done = []
+    for label, do, undo in steps:
         try:
-            step.apply()
-        except Exception as exc:
-            undone, kept = [], []
-            for done in reversed(applied):
-                try:
-                    note = done.undo()
-                except Exception as undo_exc:  # report it; the save below records what is live
-                    note = 'undoing failed: %s' % undo_exc
-                if note:
-                    kept.append((done.key, note))
-                else:
-                    undone.append(done.key)
+            do()
+        except BaseException as exc:
+            _undo(done + [(label, undo)], save, 'changing %s failed at %s: %s' % (subject, label, exc), exc)
+        done.append((label, undo))
+    if done:
+        try:
             save()
-            raise RunFailed(step.key, exc, undone, kept)
-        applied.append(step)
-    if ran:
-        save()
+        except BaseException as exc:
+            _undo(done, save, 'saving LIO\'s configuration to %s failed: %s' % (save_path, exc), exc)
 
 
-def result(steps, diff):
-    """``changed``, per-resource ``before``/``after`` (always) and Ansible's ``diff`` (in diff mode)."""
-    changed = [s for s in steps if s.actions]
+def _undo(done, save, what, exc):
+    put_back, kept, failed = [], [], []
+    for label, undo in reversed(done):
+        try:
+            note = undo()
+        except Exception as undo_exc:
+            failed.append('%s (%s)' % (label, undo_exc))
+            continue
+        if note:
+            kept.append('%s (%s)' % (label, note))
+        else:
+            put_back.append(label)
+    msg = [what + '.']
+    if put_back:
+        msg.append('Put back as before this run: %s.' % ', '.join(put_back))
+    if kept:
+        msg.append('Kept: %s.' % ', '.join(kept))
+    if failed:
+        msg.append('Could not put back: %s.' % ', '.join(failed))
+    if not kept and not failed:
+        msg.append('LIO and its save file are as before this run.')
+    else:
+        try:
+            path = save()
+            msg.append('The running configuration was saved to %s, so the next boot brings back what is live now; '
+                       'run again once the cause is fixed.' % path)
+        except Exception as save_exc:
+            msg.append('Saving the running configuration failed too (%s): LIO and its save file differ until a '
+                       'run succeeds.' % save_exc)
+    if not isinstance(exc, Exception):
+        raise exc  # KeyboardInterrupt, SystemExit: after the undo, as they were
+    raise ChangeFailed(' '.join(msg)) from exc
+
+
+def result(keyed, diff):
+    """``changed``, ``before``/``after`` per resource (always) and Ansible's ``diff`` (in diff mode).
+
+    ``keyed`` is [(key, actions, before, after)], secrets already masked.
+    """
+    changed = [k for k in keyed if k[1]]
     out = {
         'changed': bool(changed),
-        'before': dict((s.key, s.before) for s in steps),
-        'after': dict((s.key, s.after) for s in steps),
+        'before': dict((key, before) for key, _actions, before, _after in keyed),
+        'after': dict((key, after) for key, _actions, _before, after in keyed),
     }
     if diff:
-        out['diff'] = {'before': dict((s.key, s.before) for s in changed if s.before is not None),
-                       'after': dict((s.key, s.after) for s in changed if s.after is not None)}
+        out['diff'] = {'before': dict((key, before) for key, _a, before, _b in changed if before is not None),
+                       'after': dict((key, after) for key, _a, _b, after in changed if after is not None)}
     return out

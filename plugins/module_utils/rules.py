@@ -25,13 +25,15 @@ DEVICE_RE = re.compile(r'[a-z0-9][a-z0-9.-]{0,62}')
 # configfs paths: 63 characters (a DNS label) of a safe set, never '..'.
 VDISK_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,62}')
 # RFC 3720 section 3.2.6.3: iqn.YYYY-MM.reversed.domain[:anything], eui.16HEX,
-# naa.16 or 32 HEX. Lower case only: RFC 3722 maps names to lower case and
-# rtslib lower-cases what it is given, so an upper-case name would never
-# read back as written. LIO accepts at most 223 bytes.
-IQN_RE = re.compile(r'iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*'
-                    r'(:[a-z0-9.:_-]+)?')
+# naa.16HEX. Lower case only: RFC 3722 maps names to lower case and rtslib
+# lower-cases what it is given, so an upper-case name would never read back as
+# written. Narrowed to what rtslib-fb (2.1.75, utils.normalize_wwn) accepts, so
+# a name passes here only if LIO will take it: no '_', a domain of at least two
+# labels, naa. only as 16 hex digits starting with 1, 2 or 5.
+IQN_RE = re.compile(r'iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+'
+                    r'(:[a-z0-9.:-]+)?')
 EUI_RE = re.compile(r'eui\.[0-9a-f]{16}')
-NAA_RE = re.compile(r'naa\.([0-9a-f]{16}|[0-9a-f]{32})')
+NAA_RE = re.compile(r'naa\.[125][0-9a-f]{15}')
 MAX_IQN = 223
 # Path components the initramfs handles in plain sh without quoting surprises.
 _COMPONENT_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9._-]*')
@@ -91,7 +93,7 @@ def check_iqn(iqn, field, allow_eui_naa=False):
     if not ok:
         raise RuleError('%s %r is not a valid iSCSI qualified name: expected iqn.YYYY-MM.reversed.domain[:name] '
                         'in lower case (RFC 3720)%s, '
-                        'at most %d characters' % (field, iqn, ', eui.<16 hex> or naa.<16|32 hex>'
+                        'at most %d characters' % (field, iqn, ', eui.<16 hex> or naa.<16 hex>'
                                                    if allow_eui_naa else '', MAX_IQN), field)
     return iqn
 

@@ -6,7 +6,7 @@
 """Declared vDisks: validate, plan, apply and undo.
 
 ``requested()`` checks what a run asks for, ``plan()`` reads the pool and LIO
-once and returns one step per vDisk (see resource_run for what a step is), so
+once and returns one VdiskStep per vDisk (resource_run applies them), so
 check mode shows exactly what a real run does. Deletions come last in a run,
 so a failure before them has destroyed nothing.
 """
@@ -100,7 +100,7 @@ def _plan_present(spec, record, so):
 
 
 class VdiskStep(object):
-    """One vDisk's planned change (see resource_run for the protocol)."""
+    """One vDisk's planned change: its actions, before/after, and how to do and undo it."""
 
     def __init__(self, pool, spec, record, so, exports, actions):
         self.pool = pool
@@ -127,11 +127,13 @@ class VdiskStep(object):
 
     def apply(self):
         pool, spec, actions = self.pool, self.spec, self.actions
+        self._done = done = set()  # what undo() may have to take back
         if 'deleted' in actions:
             if self.so is not None:
                 lio_backstore.delete(self.so)
+                done.add('unexported')
             pool.delete(self.record)
-            self.record = None
+            done.add('deleted')
             return
         if 'created' in actions:
             record = pool.create(spec['name'], spec['size_bytes'], spec['filesystem_final'], spec['layout'])
@@ -141,6 +143,7 @@ class VdiskStep(object):
                 pool.delete(record)  # leave nothing half-made behind
                 raise
             self.record = record
+            done.add('created')
             return
         record = self.record
         old_size = record.size_bytes
@@ -149,6 +152,7 @@ class VdiskStep(object):
         try:
             if 'exported' in actions:
                 self.so = lio_backstore.create(record)
+                done.add('exported')
             elif 'reexported' in actions:
                 self.so = lio_backstore.recreate(self.so, record)
         except BaseException:
@@ -156,21 +160,33 @@ class VdiskStep(object):
                 # Nothing could have been written past the old end: the export failed.
                 self.pool.undo_grow(record, old_size)
             raise
+        if 'grown' in actions:
+            done.add('grown')
 
     def undo(self):
-        """Take this applied step back where that loses nothing; else say why it stays."""
-        actions = self.actions
-        if 'deleted' in actions:
+        """Take this step back where that loses nothing (None), else say why it stays.
+
+        Copes with a step applied only in part: apply() records what it finished.
+        """
+        done = getattr(self, '_done', set())
+        if 'deleted' in done:
             return 'deleted with its data'
-        if 'grown' in actions:
+        if 'unexported' in done:
+            return 'its backstore, LUNs and mappings were removed; the data is still in the pool'
+        if 'grown' in done:
             return 'grown to %s; shrinking back could lose data written since' % format_size(self.record.size_bytes)
-        if 'created' in actions:
+        if 'created' in done:
             lio_backstore.delete(self.so)
             self.pool.delete(self.record)
-        elif 'exported' in actions:
+        elif 'exported' in done:
             lio_backstore.delete(self.so)
-        # 'reexported' alone put the same disk back with safe settings: nothing to take back.
+        # Otherwise nothing finished (apply cleaned up after itself), or only
+        # 'reexported', which put the same disk back with safe settings.
         return None
+
+    def step(self):
+        """(label, do, undo) for resource_run.apply."""
+        return ('vDisk %s' % self.key, self.apply, self.undo)
 
     def describe(self):
         """The module's per-vDisk result."""

@@ -27,6 +27,8 @@ author:
 extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.api
+  - clusterducks.vdisk.attributes.actiongroup_api
+  - clusterducks.vdisk.attributes.idempotent
 attributes:
   check_mode:
     support: full
@@ -34,6 +36,11 @@ attributes:
       - In check mode the API validates the assignment (a dry run) without storing it.
   diff_mode:
     support: full
+  idempotent:
+    support: full
+    details:
+      - The module compares the declared fields with what the API stores (after the API's own normalization,
+        from a dry run), so the second run reports no change and the API does not bump the revision.
   platform:
     description: Target OS/families that can be operated against.
     support: full
@@ -65,15 +72,20 @@ options:
     type: str
   overlayfs:
     description:
-      - OverlayFS root on the vDisk. When omitted, the overlay is disabled.
+      - OverlayFS root on the vDisk. When omitted, the overlay is disabled (as O(overlayfs.enabled) omitted).
       - With the overlay enabled, O(overlayfs.upper) and O(overlayfs.work) are required, must both lie below the
         same mounted vDisk path (one filesystem, as overlayfs requires), and neither may be inside the other.
     type: dict
     suboptions:
       enabled:
-        description: Whether the device builds an overlayfs root on the vDisk.
+        description:
+          - Whether the device builds an overlayfs root on the vDisk.
+          - When not set, the storage API's default applies, V(false) (the overlay is disabled), the same whether
+            the assignment comes from this module or straight from the API; the module sends that value. Set it to
+            V(true) to build an overlayfs root, as in the seed's example.
+          - Earlier versions of this module used V(true) when O(overlayfs) was given without O(overlayfs.enabled),
+            unlike the API. It now warns when O(overlayfs.upper) or O(overlayfs.work) is set without it.
         type: bool
-        default: true
       lower:
         description: Lower (read-only) layer, an absolute path; the golden image root by default.
         type: str
@@ -120,6 +132,7 @@ EXAMPLES = r"""
     mounts:
       "0": data
     overlayfs:
+      enabled: true
       lower: /
       upper: /data/overlayfs
       work: /data/workdir
@@ -138,6 +151,26 @@ EXAMPLES = r"""
       "2": var/lib/puppet
     frozen: false
   delegate_to: localhost
+
+- name: Set the connection options once for all storage API modules (action group clusterducks.vdisk.api)
+  module_defaults:
+    group/clusterducks.vdisk.api:
+      url: https://storage1.example.com:8443
+      token: "{{ vdisk_api_admin_token }}"
+      ca_path: /etc/clusterducks/vdisk-api-ca.crt
+  delegate_to: localhost
+  block:
+    - name: Assign node03's vDisk, without an overlay
+      clusterducks.vdisk.assignment:
+        device: node03
+        vdisk: node03
+        mounts:
+          "0": data
+
+    - name: And its boot token
+      clusterducks.vdisk.device_token:
+        device: node03
+        dest: /etc/clusterducks/device-tokens/node03
 
 - name: Remove an assignment
   clusterducks.vdisk.assignment:
@@ -188,12 +221,67 @@ assignment:
       description: Incremented by the API on every change; absent in check mode for a new assignment.
       type: int
       sample: 3
+    created_at:
+      description: When the assignment was created (UTC, ISO 8601); absent in check mode for a new assignment.
+      type: str
+      sample: '2025-01-31T12:00:00Z'
+    updated_at:
+      description: When the assignment last changed (UTC, ISO 8601); absent in check mode for a new assignment.
+      type: str
+      sample: '2025-01-31T12:00:00Z'
+before:
+  description:
+    - The declared fields of the assignment before the run, V(null) if the device had none.
+    - Returned in every mode; in diff mode the same data is also in C(diff). Holds no secrets.
+  returned: success
+  type: dict
+  contains: &assignment_view
+    device:
+      description: Device id.
+      type: str
+      sample: node01
+    vdisk:
+      description: vDisk name.
+      type: str
+      sample: node01
+    target:
+      description: Target IQN.
+      type: str
+      sample: iqn.2003-01.org.linux-iscsi.storage1:vdisk-node01
+    initiator_iqn:
+      description: Initiator IQN the device uses.
+      type: str
+      sample: iqn.2024-01.org.clusterducks.device:node01
+    overlayfs:
+      description: Overlayfs settings with keys C(enabled), C(lower), C(upper), C(work).
+      type: dict
+      sample: {enabled: true, lower: /, upper: /data/overlayfs, work: /data/workdir}
+    mounts:
+      description: Partition number (string) to path without the leading slash.
+      type: dict
+      sample: {"0": data}
+    frozen:
+      description: Whether the device is frozen.
+      type: bool
+      sample: true
+after:
+  description:
+    - The declared fields of the assignment after the run (in check mode, as the API would store them, from its
+      dry run), V(null) after O(state=absent).
+    - Returned in every mode; in diff mode the same data is also in C(diff). Holds no secrets.
+  returned: success
+  type: dict
+  contains: *assignment_view
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import api_client
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import rules
+
+# What an omitted overlayfs.enabled means: the shared rule's default, so that
+# the module sends what the API would store for the same input.
+OVERLAY_ENABLED_DEFAULT = rules.OVERLAY_ENABLED_DEFAULT
 
 # The fields the user declares; the API adds revision and timestamps.
 FIELDS = ('device', 'vdisk', 'target', 'initiator_iqn', 'overlayfs', 'mounts', 'frozen')
@@ -219,18 +307,19 @@ def _desired(params):
         body['initiator_iqn'] = params['initiator_iqn']
     if params['overlayfs'] is not None:
         body['overlayfs'] = dict((k, v) for k, v in params['overlayfs'].items() if v is not None)
+        body['overlayfs'].setdefault('enabled', OVERLAY_ENABLED_DEFAULT)
     return body
 
 
-def main():
-    argument_spec = api_client.api_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = api_client.api_argument_spec()
+    spec.update(
         device={'type': 'str', 'required': True},
         vdisk={'type': 'str'},
         target={'type': 'str'},
         initiator_iqn={'type': 'str'},
         overlayfs={'type': 'dict', 'options': {
-            'enabled': {'type': 'bool', 'default': True},
+            'enabled': {'type': 'bool'},  # no default here: see OVERLAY_ENABLED_DEFAULT
             'lower': {'type': 'str', 'default': '/'},
             'upper': {'type': 'str'},
             'work': {'type': 'str'},
@@ -239,9 +328,19 @@ def main():
         frozen={'type': 'bool', 'default': True},
         state={'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[('state', 'present', ('vdisk',))])
     params = module.params
+
+    overlay = params['overlayfs']
+    if overlay and overlay['enabled'] is None and (overlay['upper'] or overlay['work']):
+        module.warn('overlayfs.enabled is not set, so the overlay is %s (the storage API\'s default); set '
+                    'overlayfs.enabled to true to build an overlayfs root (earlier versions of this module enabled '
+                    'it when the option was omitted)' % ('enabled' if OVERLAY_ENABLED_DEFAULT else 'disabled'))
 
     # Validate everything we can before any request.
     try:
@@ -259,9 +358,9 @@ def main():
             changed = current is not None
             if changed and not module.check_mode:
                 client.delete_assignment(params['device'])
-            result = {'changed': changed, 'assignment': None}
+            result = {'changed': changed, 'assignment': None, 'before': _view(current), 'after': None}
             if module._diff:
-                result['diff'] = {'before': _view(current) or {}, 'after': {}}
+                result['diff'] = {'before': result['before'] or {}, 'after': {}}
             module.exit_json(**result)
 
         vdisk = client.get_vdisk(params['vdisk'])
@@ -283,9 +382,9 @@ def main():
     except api_client.ApiError as exc:
         module.fail_json(msg=str(exc), status=exc.status, code=exc.code)
 
-    result = {'changed': changed, 'assignment': stored}
+    result = {'changed': changed, 'assignment': stored, 'before': _view(current), 'after': _view(stored)}
     if module._diff:
-        result['diff'] = {'before': _view(current) or {}, 'after': _view(stored)}
+        result['diff'] = {'before': result['before'] or {}, 'after': result['after']}
     module.exit_json(**result)
 
 

@@ -23,16 +23,27 @@ description:
   - Many targets can be managed in one run with O(targets); the run makes one pass and saves LIO's configuration
     once. Runs against one host are serialized with a lock; every change is saved atomically (mode 0600) to LIO's
     save file, so targets come back by themselves when the storage host boots.
-  - Every input is validated before anything is changed. If a change fails part-way, the target is put back as it
-    was.
+  - Every input is validated before anything is changed. If a change fails part-way, the failing target and every
+    target the run changed before it are put back as they were, in reverse order, and the save file is left as it
+    was, so LIO and its save file still agree. If putting a target back fails too, the running configuration is
+    saved (the next boot brings back what is live) and the error message says which targets could not be put back.
+  - The result always has each target's state before and after the run (RV(targets[].before),
+    RV(targets[].after), CHAP secrets masked); diff mode adds a diff of the targets that change.
 author:
   - clusterducks maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.attributes.platform
+  - clusterducks.vdisk.attributes.idempotent
 attributes:
+  idempotent:
+    support: full
   check_mode:
     support: full
+    details:
+      - "A LUN whose vDisk does not exist yet is planned as C(add LUN N: vDisk X (not created yet)) with a warning,
+        so that check mode runs through a play whose M(clusterducks.vdisk.vdisk) task would create it. Without check
+        mode that is an error, raised before anything is changed."
   diff_mode:
     support: full
 options:
@@ -133,7 +144,13 @@ options:
     default: present
   targets:
     description:
-      - Many targets in one run (one pass over LIO, one save). Mutually exclusive with O(iqn).
+      - Many targets in one run (one pass over LIO, one save).
+      - Each listed target is replaced by its item - portals, LUNs, initiators, CHAP and mapped LUNs become exactly
+        the declaration; its O(targets[].attributes) and O(targets[].parameters) are merged (only the declared
+        names are set). Targets the list does not name are left alone unless O(purge=true). See the table in
+        C(docs/storage-host.md).
+      - Mutually exclusive with O(iqn), O(portals), O(luns), O(initiators), O(attributes) and O(parameters)
+        (top-level values would be silently ignored).
     type: list
     elements: dict
     suboptions:
@@ -150,6 +167,20 @@ options:
         description: V(present) or V(absent); defaults to the module's O(state).
         type: str
         choices: [present, absent]
+  purge:
+    description:
+      - Make O(targets) authoritative for the host's iSCSI targets - every iSCSI target the list does not name is
+        deleted (with its LUNs, ACLs and mappings; never its vDisks).
+      - A target that an initiator is logged in to is not deleted unless O(force=true), as the initiator would lose its
+        disk. The run then fails before changing anything.
+      - Only with O(targets).
+    type: bool
+    default: false
+  force:
+    description:
+      - With O(purge=true), also delete unlisted targets that an initiator is logged in to.
+    type: bool
+    default: false
   discovery_auth:
     description:
       - CHAP for SendTargets discovery. This is one setting of the iSCSI fabric, shared by all targets of the host;
@@ -211,6 +242,14 @@ EXAMPLES = r"""
     attributes:
       login_timeout: 15
 
+- name: These are all of the host's targets; delete any other (refused while an initiator is logged in to it)
+  clusterducks.vdisk.iscsi_target:
+    purge: true
+    targets:
+      - iqn: iqn.2026-11.io.clusterducks:node01
+        luns: [{lun: 0, vdisk: node01}]
+        initiators: [{iqn: iqn.2026-11.io.clusterducks.device:node01}]
+
 - name: Many targets in one run (one pass, one save)
   clusterducks.vdisk.iscsi_target:
     targets: "{{ storage_targets }}"
@@ -222,6 +261,33 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+before:
+  description:
+    - Each target of the run by IQN as it was before (V(null) if it did not exist), secrets masked. Always returned,
+      not only in diff mode. With O(discovery_auth), also C(discovery_auth).
+  returned: success
+  type: dict
+  sample:
+    iqn.2026-11.io.clusterducks:node01:
+      iqn: iqn.2026-11.io.clusterducks:node01
+      enabled: true
+      portals: [{ip: 10.77.0.11, port: 3260}]
+      luns: [{lun: 0, vdisk: node01}]
+      initiators:
+        - iqn: iqn.2026-11.io.clusterducks.device:node01
+          chap: {userid: node01, password: '********'}
+          mutual_chap: null
+          mapped_luns: [{mapped_lun: 0, tpg_lun: 0, write_protect: false}]
+      attributes: {authentication: '1'}
+      parameters: {}
+after:
+  description:
+    - Each target of the run by IQN as the run leaves it (or would, in check mode); V(null) when deleted. A CHAP
+      secret that changes shows as V(******** (changed)).
+  returned: success
+  type: dict
+  sample:
+    iqn.2026-11.io.clusterducks:old: null
 targets:
   description: Every target the run was given, in order.
   returned: success
@@ -232,29 +298,101 @@ targets:
       description: The target's IQN.
       type: str
       returned: always
+      sample: iqn.2026-11.io.clusterducks:node01
     state:
       description: V(present) or V(absent).
       type: str
       returned: always
+      sample: present
     actions:
       description: What was changed, or would be in check mode. Never contains secrets.
       type: list
       elements: str
       returned: always
       sample: [create target iqn.2026-11.io.clusterducks:node01, 'add portal 10.77.0.11:3260', 'add LUN 0: vDisk node01',
-               add initiator iqn.2026-11.io.clusterducks:device.node01, set CHAP for iqn.2026-11.io.clusterducks:device.node01]
+               add initiator iqn.2026-11.io.clusterducks:device.node01, set CHAP for iqn.2026-11.io.clusterducks:device.node01,
+               'map LUN 0 for iqn.2026-11.io.clusterducks:device.node01']
+    before:
+      description:
+        - The target as it was before the run; V(null) if it did not exist.
+        - Attributes and parameters are only the declared ones (and the defaulted C(generate_node_acls),
+          C(cache_dynamic_acls), C(demo_mode_write_protect) and C(authentication)); none for O(state=absent).
+        - CHAP secrets are shown as C(********). Same keys as RV(targets[].after).
+      type: dict
+      returned: always
+      sample:
+        iqn: iqn.2026-11.io.clusterducks:node01
+        enabled: true
+        portals: [{ip: 10.77.0.11, port: 3260}]
+        luns: [{lun: 0, vdisk: node01}]
+        initiators:
+          - iqn: iqn.2026-11.io.clusterducks:device.node01
+            chap: {userid: node01, password: '********'}
+            mutual_chap: null
+            mapped_luns: [{mapped_lun: 0, tpg_lun: 1, write_protect: true}]
+        attributes: {authentication: '1', cache_dynamic_acls: '0', demo_mode_write_protect: '1', generate_node_acls: '0'}
+        parameters: {}
+    after:
+      description:
+        - The target as declared, which it is after the run (or would be, outside check mode); V(null) for
+          O(state=absent).
+        - CHAP secrets are shown as C(********); one the run sets is marked C(changed) after the stars.
+      type: dict
+      returned: always
+      contains:
+        iqn:
+          description: The target's IQN.
+          type: str
+        enabled:
+          description: Whether TPG 1 is enabled; V(null) in RV(targets[].before) when the target has no TPG 1.
+          type: bool
+        portals:
+          description: Network portals, sorted.
+          type: list
+          elements: dict
+        luns:
+          description: LUN ids and the vDisk each exports (C(plugin/name) for a backstore that is not a vDisk).
+          type: list
+          elements: dict
+        initiators:
+          description:
+            - Initiator ACLs with C(iqn), C(chap) and C(mutual_chap) (V(null) when not set) and C(mapped_luns).
+            - C(mapped_luns) has one entry per LUN the initiator sees, as LIO keeps it - C(mapped_lun) (the number
+              the initiator sees), C(tpg_lun) (the target's LUN id) and C(write_protect). A declared initiator maps
+              each of its O(initiators[].luns) under its own number with its O(initiators[].write_protect).
+          type: list
+          elements: dict
+        attributes:
+          description: TPG attributes as strings (see RV(targets[].before) for which).
+          type: dict
+        parameters:
+          description: TPG parameters as strings, the declared ones.
+          type: dict
+      sample:
+        iqn: iqn.2026-11.io.clusterducks:node01
+        enabled: true
+        portals: [{ip: 10.77.0.11, port: 3260}]
+        luns: [{lun: 0, vdisk: node01}]
+        initiators:
+          - iqn: iqn.2026-11.io.clusterducks:device.node01
+            chap: {userid: node01, password: '******** (changed)'}
+            mutual_chap: null
+            mapped_luns: [{mapped_lun: 0, tpg_lun: 0, write_protect: false}]
+        attributes: {authentication: '1', cache_dynamic_acls: '0', demo_mode_write_protect: '1', generate_node_acls: '0'}
+        parameters: {}
 discovery_actions:
   description: What was changed in discovery authentication.
   returned: success
   type: list
   elements: str
+  sample: ['set discovery authentication (on)']
 """
 
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_target
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, lio_target, resource_run
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.locking import LockTimeout, host_lock
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import ValidationError, resource_items
 
@@ -283,6 +421,25 @@ def requested(params):
     return specs
 
 
+def purged(root, specs, force):
+    """With purge: (state 'absent', target) for every iSCSI target the list does not name.
+
+    Deleting a target cuts its initiators off their disks: a target with a
+    logged-in initiator is refused unless ``force``.
+    """
+    listed = set(desired['iqn'] for _state, desired in specs)
+    extra = []
+    for target in sorted(lio.iscsi_targets(root), key=lambda t: t.wwn):
+        if target.wwn in listed:
+            continue
+        sessions = lio_target.logged_in(target)
+        if sessions and not force:
+            raise ValidationError('target %s is not in the list, but %s logged in to it: set force=true to delete '
+                                  'it anyway (the initiator loses its disk)' % (target.wwn, ', '.join(sessions)))
+        extra.append(('absent', {'iqn': target.wwn}))
+    return extra
+
+
 def run_module():
     cred = dict(CRED)
     target_options = {
@@ -306,10 +463,14 @@ def run_module():
             iqn={'type': 'str'},
             state={'type': 'str', 'choices': ['present', 'absent'], 'default': 'present'},
             targets={'type': 'list', 'elements': 'dict', 'options': item_options},
+            purge={'type': 'bool', 'default': False},
+            force={'type': 'bool', 'default': False},
             discovery_auth={'type': 'dict', 'options': {
                 'enabled': {'type': 'bool', 'default': True}, 'chap': cred, 'mutual_chap': cred}},
         ),
-        mutually_exclusive=[('iqn', 'targets')],
+        # With targets, top-level target keys would be silently ignored: refuse them.
+        mutually_exclusive=[('iqn', 'targets'), ('targets', 'portals'), ('targets', 'luns'), ('targets', 'initiators'),
+                            ('targets', 'attributes'), ('targets', 'parameters'), ('iqn', 'purge')],
         required_one_of=[('iqn', 'targets', 'discovery_auth')],
         supports_check_mode=True,
     )
@@ -320,76 +481,41 @@ def run_module():
                      if module.params['discovery_auth'] else None)
         root = lio.open_root()
         with host_lock():
+            if module.params['purge']:
+                if module.params['targets'] is None:
+                    raise ValidationError('purge needs targets: it deletes the targets that list does not name')
+                specs = specs + purged(root, specs, module.params['force'])
             result = converge(module, root, specs, discovery)
+    except lio.ChangeFailed as exc:
+        module.fail_json(msg=str(exc), exception=traceback.format_exc())
     except (ValidationError, lio.LIOError, LockTimeout) as exc:
         module.fail_json(msg=str(exc))
     except (lio.rtslib_errors()[0], OSError) as exc:
-        module.fail_json(msg='changing LIO failed (the targets were put back as they were): %s' % exc,
-                         exception=traceback.format_exc())
+        module.fail_json(msg='reading LIO failed (nothing was changed): %s' % exc, exception=traceback.format_exc())
     module.exit_json(**result)
 
 
 def converge(module, root, specs, discovery):
-    dry_run = module.check_mode
     # Read and check everything before the first change.
-    plans = []
-    for state, desired in specs:
-        target = lio_target.lookup(desired['iqn'])
-        current = None
-        if target is not None and state == 'present':
-            current = lio_target.read(target, {'attributes': desired['attributes'], 'parameters': desired['parameters']})
-        if state == 'present':
-            lio_target.check_vdisks(desired)
-        plans.append((state, desired, target, current))
-
-    results, before, after = [], {}, {}
-    changed_lio = False
-    for state, desired, target, current in plans:
-        iqn = desired['iqn']
-        if state == 'absent':
-            actions = lio_target.delete(iqn, dry_run) if target is not None else []
-            if target is not None:
-                before[iqn] = lio_target.masked(lio_target.read(target, {'attributes': {}, 'parameters': {}}))
-        else:
-            actions = lio_target.converge(desired, current, dry_run=True)
-            if actions and not dry_run:
-                apply_or_restore(desired, current)
-            if actions:
-                before[iqn] = lio_target.masked(current)
-                after[iqn] = lio_target.masked(desired, current or {})
-        changed_lio = changed_lio or bool(actions)
-        results.append({'iqn': iqn, 'state': state, 'actions': actions})
-
+    results, steps, warnings = lio_target.plan(specs, module.check_mode)
+    for warning in warnings:
+        module.warn(warning)
     discovery_actions = []
     if discovery is not None:
-        fabric = lio.rtslib.FabricModule('iscsi')
-        current = lio_target.read_discovery(fabric)
-        discovery_actions = lio_target.converge_discovery(fabric, discovery, current, dry_run)
-        if discovery_actions:
-            before['discovery_auth'] = {'enabled': current['enabled']}
-            after['discovery_auth'] = {'enabled': discovery['enabled'], 'credentials': lio_target.HIDDEN}
-    changed = changed_lio or bool(discovery_actions)
-    if changed and not dry_run:
-        lio.save_config(root)
-    result = {'changed': changed, 'targets': results, 'discovery_actions': discovery_actions}
-    if module._diff:
-        result['diff'] = {'before': before, 'after': after}
+        discovery_actions, discovery_before, discovery_after, discovery_steps = lio_target.plan_discovery(discovery)
+        steps += discovery_steps
+    if steps and not module.check_mode:
+        # All or nothing across targets; LIO and its save file agree afterwards either way.
+        lio.apply_changes(root, steps)
+    result = resource_run.result([(r['iqn'], r['actions'], r['before'], r['after']) for r in results], module._diff)
+    result.update(changed=bool(steps), targets=results, discovery_actions=discovery_actions)
+    if discovery_actions:
+        result['before']['discovery_auth'] = discovery_before
+        result['after']['discovery_auth'] = discovery_after
+        if module._diff:
+            result['diff']['before']['discovery_auth'] = discovery_before
+            result['diff']['after']['discovery_auth'] = discovery_after
     return result
-
-
-def apply_or_restore(desired, current):
-    """Converge one target; if that fails, put it back as it was and re-raise."""
-    try:
-        lio_target.converge(desired, current, dry_run=False)
-    except BaseException:
-        target = lio_target.lookup(desired['iqn'])
-        if target is not None:
-            if current is None:
-                target.delete()
-            else:
-                keys = {'attributes': current['attributes'], 'parameters': current['parameters']}
-                lio_target.converge(current, lio_target.read(target, keys), dry_run=False)
-        raise
 
 
 def main():

@@ -21,6 +21,8 @@ extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.attributes.info_module
   - clusterducks.vdisk.attributes.platform
+  - clusterducks.vdisk.attributes.idempotent
+  - clusterducks.vdisk.attributes.idempotent_not_modify_state
 options:
   targets:
     description:

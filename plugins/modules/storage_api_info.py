@@ -20,18 +20,27 @@ extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.attributes.info_module
   - clusterducks.vdisk.api
+  - clusterducks.vdisk.attributes.actiongroup_api
+  - clusterducks.vdisk.attributes.idempotent
+  - clusterducks.vdisk.attributes.idempotent_not_modify_state
 attributes:
   platform:
     description: Target OS/families that can be operated against.
     support: full
     platforms: posix
 options:
-  gather:
-    description: What to read.
+  gather_subset:
+    description:
+      - What to read. V(all) reads everything.
+      - An entry with C(!) in front leaves that subset out, for example V(!vdisks). When the list holds only such
+        entries, they are taken out of V(all).
+      - O(gather) is a deprecated alias, which will be removed in 2.0.0.
     type: list
     elements: str
-    choices: [assignments, tokens, vdisks]
-    default: [assignments, tokens, vdisks]
+    choices: [all, assignments, tokens, vdisks, '!assignments', '!tokens', '!vdisks']
+    default: [all]
+    aliases: [gather]
+    version_added: 0.2.0
   device:
     description: Only report the assignment and tokens of this device.
     type: str
@@ -49,6 +58,14 @@ EXAMPLES = r"""
   register: api
   delegate_to: localhost
 
+- name: Everything but the vDisks (the pool can be large)
+  clusterducks.vdisk.storage_api_info:
+    url: https://storage1.example.com:8443
+    token: "{{ vdisk_api_admin_token }}"
+    gather_subset: ['!vdisks']
+  register: api_records
+  delegate_to: localhost
+
 - name: List unassigned vDisks
   ansible.builtin.debug:
     msg: "{{ api.vdisks | selectattr('assigned_to', 'none') | map(attribute='name') | list }}"
@@ -57,7 +74,7 @@ EXAMPLES = r"""
   clusterducks.vdisk.storage_api_info:
     url: https://storage1.example.com:8443
     token: "{{ vdisk_api_admin_token }}"
-    gather: [tokens]
+    gather_subset: [tokens]
     device: node01
   register: node01
   failed_when: node01.tokens | length == 0
@@ -67,7 +84,7 @@ EXAMPLES = r"""
 RETURN = r"""
 assignments:
   description: Assignments, sorted by device (see RV(clusterducks.vdisk.assignment#module:assignment)).
-  returned: V(assignments) in O(gather)
+  returned: V(assignments) is gathered (see O(gather_subset))
   type: list
   elements: dict
   sample:
@@ -82,8 +99,11 @@ assignments:
       created_at: '2025-01-31T12:00:00Z'
       updated_at: '2025-01-31T12:00:00Z'
 tokens:
-  description: Device token metadata (never the tokens), sorted by device and name.
-  returned: V(tokens) in O(gather)
+  description:
+    - Device token metadata (never the tokens), sorted by device and name.
+    - C(replaced_by) is the id of the token that replaced this one in a rotation not finished yet
+      (this one is still valid), V(null) for the current token of its name.
+  returned: V(tokens) is gathered (see O(gather_subset))
   type: list
   elements: dict
   sample:
@@ -91,11 +111,12 @@ tokens:
       device: node01
       name: default
       created_at: '2025-01-31T12:00:00Z'
+      replaced_by: null
 vdisks:
   description:
     - vDisks of the storage host's pool with their LIO exports (target, TPG, LUN, initiators with an ACL)
       and the device they are assigned to (V(null) if none).
-  returned: V(vdisks) in O(gather)
+  returned: V(vdisks) is gathered (see O(gather_subset))
   type: list
   elements: dict
   sample:
@@ -120,32 +141,51 @@ from ansible_collections.clusterducks.vdisk.plugins.module_utils import api_clie
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import rules
 
 
-def main():
-    argument_spec = api_client.api_argument_spec()
-    argument_spec.update(
-        gather={'type': 'list', 'elements': 'str', 'choices': ['assignments', 'tokens', 'vdisks'],
-                'default': ['assignments', 'tokens', 'vdisks']},
+SUBSETS = ('assignments', 'tokens', 'vdisks')
+
+
+def subsets(requested):
+    """The subsets to read: the positive entries (or all, if there are none), minus the negated ones."""
+    positive = [item for item in requested if not item.startswith('!')]
+    negated = set(item[1:] for item in requested if item.startswith('!'))
+    wanted = set(SUBSETS) if 'all' in positive or not positive else set(positive)
+    return wanted - negated
+
+
+def argument_spec():
+    spec = api_client.api_argument_spec()
+    spec.update(
+        gather_subset={'type': 'list', 'elements': 'str', 'default': ['all'],
+                       'choices': ['all'] + list(SUBSETS) + ['!' + name for name in SUBSETS],
+                       'aliases': ['gather'],
+                       'deprecated_aliases': [{'name': 'gather', 'version': '2.0.0',
+                                               'collection_name': 'clusterducks.vdisk'}]},
         device={'type': 'str'},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     device = module.params['device']
     if device is not None:
         try:
             rules.check_device(device)
         except rules.RuleError as exc:
             module.fail_json(msg=str(exc))
+    wanted = subsets(module.params['gather_subset'])
     client = api_client.client_from_module(module)
     result = {'changed': False}
     try:
-        if 'assignments' in module.params['gather']:
+        if 'assignments' in wanted:
             if device is None:
                 result['assignments'] = client.list_assignments()
             else:
                 found = client.get_assignment(device)
                 result['assignments'] = [found] if found else []
-        if 'tokens' in module.params['gather']:
+        if 'tokens' in wanted:
             result['tokens'] = client.list_tokens(device)
-        if 'vdisks' in module.params['gather']:
+        if 'vdisks' in wanted:
             result['vdisks'] = client.list_vdisks()
     except api_client.ApiError as exc:
         module.fail_json(msg=str(exc), status=exc.status, code=exc.code)

@@ -34,10 +34,16 @@ author:
 extends_documentation_fragment:
   - clusterducks.vdisk.attributes
   - clusterducks.vdisk.attributes.platform
+  - clusterducks.vdisk.attributes.idempotent
 attributes:
   check_mode:
     support: full
+    details:
+      - Check mode plans with the same code as a real run, so the plan and the change cannot disagree. Before the
+        pool exists (a check run of the storage_host role on a fresh host) every vDisk is planned as new.
   diff_mode:
+    support: full
+  idempotent:
     support: full
 options:
   pool:
@@ -389,7 +395,7 @@ def run_module():
         else:
             module.warn('python3-rtslib-fb is not installed yet: planning as if LIO were empty (check mode)')
             result = converge(module, pool, None, items)
-    except (ValidationError, PoolError, lio.LIOError, LockTimeout, resource_run.RunFailed) as exc:
+    except (ValidationError, PoolError, lio.LIOError, LockTimeout, lio.ChangeFailed) as exc:
         module.fail_json(msg=str(exc))
     except (lio.rtslib_errors()[0], OSError) as exc:
         module.fail_json(msg='changing LIO or the pool failed: %s' % exc, exception=traceback.format_exc())
@@ -408,8 +414,10 @@ def converge(module, pool, root, items):
     if unlisted:
         module.warn('vDisks in pool %s that the list does not name (kept; force=true with purge=true deletes '
                     'them and their data): %s' % (pool.path, ', '.join(unlisted)))
-    resource_run.apply_steps(vdisk_resource.apply_order(steps), lambda: lio.save_config(root), module.check_mode)
-    result = resource_run.result(steps, module._diff)
+    if not module.check_mode:
+        lio.apply_changes(root, [step.step() for step in vdisk_resource.apply_order(steps) if step.actions],
+                          subject='LIO or the pool')
+    result = resource_run.result([(s.key, s.actions, s.before, s.after) for s in steps], module._diff)
     result['vdisks'] = [step.describe() for step in steps]
     result['unlisted'] = unlisted
     if params['name'] is not None:

@@ -359,7 +359,7 @@ def test_token_lifecycle(service, admin):
     assert len(secret.split('.')[2]) >= 43  # 32 random bytes
     listed = admin.get(api(service, '/tokens')).json()['tokens']
     assert listed == [meta]
-    assert set(meta) == {'id', 'device', 'name', 'created_at'}
+    assert set(meta) == {'id', 'device', 'name', 'created_at', 'replaced_by'}
     assert secret not in json.dumps(listed)
     assert admin.get(api(service, '/tokens/' + meta['id'])).json()['token'] == meta
     assert admin.get(api(service, '/tokens'), params={'device': 'node02'}).json()['tokens'] == []

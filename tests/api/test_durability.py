@@ -108,7 +108,7 @@ def test_schema_version_and_refusal_of_newer_database(tmp_path, pki):
     conn = sqlite3.connect(service.db)
     try:
         assert conn.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
-        assert conn.execute('SELECT MAX(version) FROM schema_version').fetchone()[0] == 1
+        assert conn.execute('SELECT MAX(version) FROM schema_version').fetchone()[0] == 2
         conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 'future')")
         conn.commit()
     finally:

@@ -49,7 +49,7 @@ def run(service):
 
 
 SEED = {'device': 'node01', 'vdisk': 'node01', 'mounts': {'0': 'data'},
-        'overlayfs': {'upper': '/data/overlayfs', 'work': '/data/workdir'}}
+        'overlayfs': {'enabled': True, 'upper': '/data/overlayfs', 'work': '/data/workdir'}}
 
 
 def stored(service):
@@ -99,8 +99,8 @@ def test_assignment_absent(service, run):
 @pytest.mark.parametrize('args,message', [
     (dict(SEED, mounts={'0': '/data'}), 'relative'),
     (dict(SEED, mounts={'0': 'data/../etc'}), '..'),
-    (dict(SEED, overlayfs={'upper': '/data/o', 'work': '/data/o/w'}), 'inside one another'),
-    (dict(SEED, overlayfs={'upper': '/srv/o', 'work': '/data/w'}), 'not on a mounted'),
+    (dict(SEED, overlayfs={'enabled': True, 'upper': '/data/o', 'work': '/data/o/w'}), 'inside one another'),
+    (dict(SEED, overlayfs={'enabled': True, 'upper': '/srv/o', 'work': '/data/w'}), 'not on a mounted'),
     (dict(SEED, device='Bad_Device'), 'device id'),
     (dict(SEED, vdisk='node02', mounts={'1': 'data', '7': 'x'}, overlayfs=None), 'no partition 7'),
     (dict(SEED, vdisk='nosuchdisk'), 'unknown vDisk'),
@@ -170,7 +170,7 @@ def test_storage_api_info(service, run):
     assert [(t['device'], t['name']) for t in result['tokens']] == [('node01', 'default')]
     assert 'cdv1.' not in json.dumps(result['tokens'])
     assert {v['name']: v['assigned_to'] for v in result['vdisks']}['node01'] == 'node01'
-    ok, result = run(storage_api_info, {'gather': ['assignments'], 'device': 'node02'})
+    ok, result = run(storage_api_info, {'gather_subset': ['assignments'], 'device': 'node02'})
     assert ok and result['assignments'] == [] and 'vdisks' not in result
 
 
@@ -179,3 +179,75 @@ def test_wrong_admin_token(service):
         with pytest.raises(FailJson) as excinfo:
             storage_api_info.main()
     assert excinfo.value.args[0]['status'] == 401
+
+
+def test_overlay_enabled_default_agrees_with_the_api(service, run):
+    """Omitting overlayfs.enabled means what the shared rule (and so the API) says, in the module too."""
+    from ansible.module_utils.common.warnings import get_warning_messages  # pylint: disable=import-outside-toplevel
+    from ansible_collections.clusterducks.vdisk.plugins.module_utils import rules  # pylint: disable=import-outside-toplevel
+    rule_default = rules.normalize_overlay({}, {})['enabled']
+    assert assignment.OVERLAY_ENABLED_DEFAULT is rule_default
+    assert 'default' not in assignment.argument_spec()['overlayfs']['options']['enabled']  # no default of its own
+    body = {'vdisk': 'node01', 'mounts': {'0': 'data'},
+            'overlayfs': {'upper': '/data/overlayfs', 'work': '/data/workdir'}}
+    admin = service.session()
+    api_default = admin.put(service.url + '/api/v1/assignments/node01', params={'dry_run': '1'},
+                            json=body).json()['assignment']['overlayfs']['enabled']
+    assert api_default is rule_default is False
+
+    ok, result = run(assignment, dict(body, device='node01'))
+    assert ok and result['assignment']['overlayfs']['enabled'] is api_default, result
+    assert any('overlayfs.enabled' in w for w in get_warning_messages())
+    # The API, given the same body, sees nothing to change; nor does the module with the default spelled out.
+    assert admin.put(service.url + '/api/v1/assignments/node01', json=body).json()['changed'] is False
+    body['overlayfs']['enabled'] = rule_default
+    ok, result = run(assignment, dict(body, device='node01'))
+    assert ok and result['changed'] is False
+    # Without overlayfs at all: the same.
+    ok, result = run(assignment, {'device': 'node01', 'vdisk': 'node01', 'mounts': {'0': 'data'}})
+    assert ok and result['changed'] is True and result['assignment']['overlayfs']['enabled'] is api_default
+
+
+def test_assignment_before_after_in_every_mode(service, run):
+    for check in (True, False):
+        ok, result = run(assignment, SEED, check=check)
+        assert ok and result['changed'] is True and 'diff' not in result
+        assert result['before'] is None
+        assert result['after']['target'] == T1 and result['after']['overlayfs']['enabled'] is True
+        assert set(result['after']) == {'device', 'vdisk', 'target', 'initiator_iqn', 'overlayfs', 'mounts', 'frozen'}
+    ok, result = run(assignment, dict(SEED, frozen=False))
+    assert ok and (result['before']['frozen'], result['after']['frozen']) == (True, False)
+    ok, result = run(assignment, dict(SEED, frozen=False), diff=True)
+    assert ok and result['changed'] is False and result['before'] == result['after']
+    assert result['diff'] == {'before': result['before'], 'after': result['after']}
+    ok, result = run(assignment, {'device': 'node01', 'state': 'absent'})
+    assert ok and result['before']['vdisk'] == 'node01' and result['after'] is None
+    ok, result = run(assignment, {'device': 'node01', 'state': 'absent'})
+    assert ok and result['changed'] is False and result['before'] is None and result['after'] is None
+
+
+@pytest.mark.parametrize('args,expected', [
+    ({}, {'assignments', 'tokens', 'vdisks'}),
+    ({'gather_subset': ['all']}, {'assignments', 'tokens', 'vdisks'}),
+    ({'gather_subset': ['tokens']}, {'tokens'}),
+    ({'gather_subset': ['tokens', 'vdisks']}, {'tokens', 'vdisks'}),
+    ({'gather_subset': ['!vdisks']}, {'assignments', 'tokens'}),
+    ({'gather_subset': ['all', '!tokens']}, {'assignments', 'vdisks'}),
+    ({'gather_subset': ['tokens', '!tokens']}, set()),
+    ({'gather': ['assignments']}, {'assignments'}),  # the deprecated alias still works
+])
+def test_storage_api_info_gather_subset(run, args, expected):
+    ok, result = run(storage_api_info, args)
+    assert ok, result
+    assert set(result) - {'changed'} == expected
+
+
+def test_storage_api_info_gather_is_deprecated(run):
+    from ansible.module_utils.common.warnings import get_deprecation_messages  # pylint: disable=import-outside-toplevel
+    assert run(storage_api_info, {'gather': ['tokens']})[0]
+    assert any("'gather'" in d['msg'] and d.get('version') == '2.0.0' for d in get_deprecation_messages())
+
+
+def test_storage_api_info_gather_subset_choices(run):
+    ok, result = run(storage_api_info, {'gather_subset': ['secrets']})
+    assert not ok and 'gather_subset' in result['msg']

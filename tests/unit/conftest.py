@@ -37,3 +37,20 @@ def _inject():
 
 
 _inject()
+
+
+import pytest  # noqa: E402 (after the sys.path set-up above)
+
+
+@pytest.fixture
+def lio_model(monkeypatch, tmp_path):
+    """A writable rtslib-fb model installed as ``lio.rtslib``; dbroot, save file and host lock under tmp_path."""
+    from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio, locking
+    from ansible_collections.clusterducks.vdisk.tests.unit.rtslib_model import Model
+
+    model = Model(dbroot=str(tmp_path / 'dbroot'), save_file=str(tmp_path / 'etc' / 'saveconfig.json'))
+    monkeypatch.setattr(lio, 'rtslib', model.rtslib)
+    monkeypatch.setattr(lio, 'rtslib_root', model.root_module)
+    monkeypatch.setattr(lio, 'HAS_RTSLIB', True)
+    monkeypatch.setattr(locking, 'LOCK_PATH', str(tmp_path / 'run' / 'clusterducks-vdisk.lock'))
+    return model

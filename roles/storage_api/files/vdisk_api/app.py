@@ -75,6 +75,10 @@ def dumps(data):
     return json.dumps(data, sort_keys=True, separators=(',', ':')).encode('utf-8') + b'\n'
 
 
+def _is_token_id(value):
+    return isinstance(value, str) and len(value) == 16 and all(c in '0123456789abcdef' for c in value)
+
+
 def error_response(status, code, message, headers=(), route='other'):
     return Response(status, dumps({'error': {'code': code, 'message': message}}), headers=headers, route=route)
 
@@ -395,7 +399,7 @@ class App:
                 self._id(device, rules.check_device, 'device')
             return json_response(200, {'tokens': self.reader.list_tokens(device=device)}, 'tokens')
         body = self.json_body(request)
-        unknown = set(body) - {'device', 'name'}
+        unknown = set(body) - {'device', 'name', 'replaces'}
         if unknown:
             raise HttpError(422, 'invalid_token_request', 'unknown fields: %s' % ', '.join(sorted(unknown)))
         device = body.get('device')
@@ -407,16 +411,23 @@ class App:
         if not isinstance(name, str) or not rules.VDISK_RE.fullmatch(name):
             raise HttpError(422, 'invalid_token_request', 'token name %r is invalid: 1-63 characters A-Z, a-z, '
                                                           '0-9, ".", "_", "-"' % (name,))
+        replaces = body.get('replaces')
+        if 'replaces' in body and not _is_token_id(replaces):
+            raise HttpError(422, 'invalid_token_request', 'replaces must be a token id (16 lower-case hex digits)')
 
         def create(store):
-            meta, token = store.create_token(device, name)
-            log.info('device token %s (%s) created for device %s', meta['id'], name, device)
+            meta, token = store.create_token(device, name, replaces)
+            if replaces is None:
+                log.info('device token %s (%s) created for device %s', meta['id'], name, device)
+            else:
+                log.info('device token %s (%s) created for device %s, replacing %s (still valid until revoked)',
+                         meta['id'], name, device, replaces)
             return json_response(201, {'token': meta, 'secret': token}, 'tokens', secret=True)
         return Deferred(create, 'tokens')
 
     def token(self, request, principal, params, token_id):
         self.require_admin(principal)
-        if not (len(token_id) == 16 and all(c in '0123456789abcdef' for c in token_id)):
+        if not _is_token_id(token_id):
             raise HttpError(400, 'invalid_token_id', 'token id %r is not 16 lower-case hex digits' % token_id[:64])
         if request.method == 'GET':
             meta = self.reader.get_token(token_id)

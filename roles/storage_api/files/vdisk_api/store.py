@@ -54,6 +54,26 @@ MIGRATIONS = [
             UNIQUE (device, name)
         )""",
     ],
+    # 2: token rotation. A token replaced by a newer one of the same device
+    # and name (replaced_by = its id) stays valid until it is revoked, so a
+    # client can deliver the new token before it revokes the old one; only
+    # the current tokens (replaced_by IS NULL) must have unique names.
+    [
+        """CREATE TABLE device_tokens_2 (
+            id TEXT PRIMARY KEY,
+            device TEXT NOT NULL,
+            name TEXT NOT NULL,
+            secret_sha256 BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            replaced_by TEXT
+        )""",
+        """INSERT INTO device_tokens_2 (id, device, name, secret_sha256, created_at)
+           SELECT id, device, name, secret_sha256, created_at FROM device_tokens""",
+        """DROP TABLE device_tokens""",
+        """ALTER TABLE device_tokens_2 RENAME TO device_tokens""",
+        """CREATE UNIQUE INDEX device_tokens_current_name ON device_tokens (device, name)
+           WHERE replaced_by IS NULL""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -146,8 +166,11 @@ def _assignment(row):
     }
 
 
+_TOKEN_COLUMNS = 'id, device, name, created_at, replaced_by'
+
+
 def _token(row):
-    return {'id': row[0], 'device': row[1], 'name': row[2], 'created_at': row[3]}
+    return {'id': row[0], 'device': row[1], 'name': row[2], 'created_at': row[3], 'replaced_by': row[4]}
 
 
 # Fields the client controls; revision and timestamps are the server's.
@@ -201,15 +224,15 @@ class Store:
         return dict(self.conn.execute('SELECT vdisk, device FROM assignments'))
 
     def list_tokens(self, device=None):
-        sql = 'SELECT id, device, name, created_at FROM device_tokens'
+        sql = 'SELECT %s FROM device_tokens' % _TOKEN_COLUMNS
         args = ()
         if device is not None:
             sql += ' WHERE device = ?'
             args = (device,)
-        return [_token(r) for r in self.conn.execute(sql + ' ORDER BY device, name', args)]
+        return [_token(r) for r in self.conn.execute(sql + ' ORDER BY device, name, created_at, id', args)]
 
     def get_token(self, token_id):
-        row = self.conn.execute('SELECT id, device, name, created_at FROM device_tokens WHERE id = ?',
+        row = self.conn.execute('SELECT %s FROM device_tokens WHERE id = ?' % _TOKEN_COLUMNS,
                                 (token_id,)).fetchone()
         return _token(row) if row else None
 
@@ -271,12 +294,24 @@ class Store:
         return self._write(lambda: self.conn.execute('DELETE FROM assignments WHERE device = ?',
                                                      (device,)).rowcount > 0)
 
-    def create_token(self, device, name):
-        """Returns (metadata, token). The token is only known here, once."""
+    def create_token(self, device, name, replaces=None):
+        """Returns (metadata, token). The token is only known here, once.
+
+        With ``replaces`` (the id of the device's current token of that name)
+        the new token takes the name and the old one stays valid, marked
+        ``replaced_by`` the new one, until it is revoked.
+        """
         token_id = secrets.token_hex(8)
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode('ascii').rstrip('=')
 
         def run():
+            if replaces is not None:
+                row = self.conn.execute('SELECT device, name, replaced_by FROM device_tokens WHERE id = ?',
+                                        (replaces,)).fetchone()
+                if row is None or tuple(row) != (device, name, None):
+                    raise Conflict('token %s is not the current token named %s of device %s'
+                                   % (replaces, name, device))
+                self.conn.execute('UPDATE device_tokens SET replaced_by = ? WHERE id = ?', (token_id, replaces))
             try:
                 self.conn.execute('INSERT INTO device_tokens (id, device, name, secret_sha256, created_at) '
                                   'VALUES (?, ?, ?, ?, ?)', (token_id, device, name, hash_secret(secret), _now()))
@@ -287,5 +322,21 @@ class Store:
         return meta, '%s.%s.%s' % (TOKEN_PREFIX, token_id, secret)
 
     def delete_token(self, token_id):
-        return self._write(lambda: self.conn.execute('DELETE FROM device_tokens WHERE id = ?',
-                                                     (token_id,)).rowcount > 0)
+        """Revoke a token. A token it replaced takes its place: if the revoked one was the
+        current token of its name, the newest token it replaced is current again (it was
+        valid all along); otherwise the tokens it replaced point at its replacement."""
+        def run():
+            row = self.conn.execute('SELECT replaced_by FROM device_tokens WHERE id = ?', (token_id,)).fetchone()
+            if row is None:
+                return False
+            successor = row[0]
+            replaced = [r[0] for r in self.conn.execute(
+                'SELECT id FROM device_tokens WHERE replaced_by = ? ORDER BY created_at DESC, id DESC', (token_id,))]
+            self.conn.execute('DELETE FROM device_tokens WHERE id = ?', (token_id,))
+            if replaced and successor is None:
+                successor = replaced.pop(0)
+                self.conn.execute('UPDATE device_tokens SET replaced_by = NULL WHERE id = ?', (successor,))
+            for other in replaced:
+                self.conn.execute('UPDATE device_tokens SET replaced_by = ? WHERE id = ?', (successor, other))
+            return True
+        return self._write(run)

@@ -34,7 +34,8 @@ def test_normalize_fills_defaults():
                               'initiators': [{'iqn': INIT}]})
     assert d['portals'] == [{'ip': '0.0.0.0', 'port': 3260}]
     assert [x['lun'] for x in d['luns']] == [1, 3]
-    assert d['initiators'][0]['luns'] == [1, 3]  # every LUN by default
+    # every LUN by default, under its own number
+    assert d['initiators'][0]['mapped_luns'] == [{'mapped_lun': n, 'tpg_lun': n, 'write_protect': False} for n in (1, 3)]
     assert d['attributes'] == {'generate_node_acls': '0', 'cache_dynamic_acls': '0',
                                'demo_mode_write_protect': '1', 'authentication': '0'}
 
@@ -94,7 +95,7 @@ def test_only_the_differences_are_planned_and_removals_come_last():
     cur['attributes']['login_timeout'] = '10'
     cur['portals'].append({'ip': '10.77.0.99', 'port': 3260})
     cur['luns'].append({'lun': 5, 'vdisk': 'old'})
-    cur['initiators'].append({'iqn': INIT + 'x', 'chap': None, 'mutual_chap': None, 'luns': [], 'write_protect': False})
+    cur['initiators'].append({'iqn': INIT + 'x', 'chap': None, 'mutual_chap': None, 'mapped_luns': []})
     cur['initiators'][0]['chap'] = dict(CHAP, password='old-chap-secret1')
     actions = lio_target.converge(d, cur, dry_run=True)
     assert actions == [
@@ -119,7 +120,7 @@ def test_write_protect_and_unmapping():
     d = lio_target.normalize(spec(luns=[{'lun': 0, 'vdisk': 'a'}, {'lun': 1, 'vdisk': 'b'}],
                                   initiators=[{'iqn': INIT, 'luns': [0], 'write_protect': True}]))
     cur = live(d)
-    cur['initiators'][0].update(luns=[0, 1], write_protect=False)
+    cur['initiators'][0]['mapped_luns'] = [{'mapped_lun': n, 'tpg_lun': n, 'write_protect': False} for n in (0, 1)]
     assert lio_target.converge(d, cur, dry_run=True) == [
         'set LUN 0 read-only for %s' % INIT, 'unmap LUN 1 for %s' % INIT]
 

@@ -138,3 +138,12 @@ def test_lower_never_inside_upper_or_work(overlay):
 
 def test_overlay_default_is_shared():
     assert rules.normalize_overlay({}, {})['enabled'] is rules.OVERLAY_ENABLED_DEFAULT
+
+
+@pytest.mark.parametrize('iqn', IQNS + ['iqn.2026-11.io.x:a_b', 'iqn.2026-11.localhost:x', 'naa.5001405abcdef012',
+                                        'naa.6001405abcdef0123456789abcdef012', 'eui.0123456789ABCDEF'])
+def test_every_name_the_rules_accept_lio_takes_as_written(iqn):
+    # rtslib-fb's own check (as the writable model replicates it from 2.1.75).
+    from ansible_collections.clusterducks.vdisk.tests.unit import rtslib_model
+    if _accepts(rules.check_iqn, iqn, 'iqn', allow_eui_naa=True):
+        assert rtslib_model.normalize_wwn(('naa', 'eui', 'iqn'), iqn)[0] == iqn

@@ -51,7 +51,7 @@ def test_names_rejected(name):
 
 @pytest.mark.parametrize('iqn', [
     'iqn.2026-11.io.clusterducks:node01', 'iqn.2003-01.org.linux-iscsi.host.x8664:sn.abc',
-    'iqn.2026-11.io.clusterducks', 'eui.0123456789abcdef', 'naa.6001405abcdef0123456789abcdef012',
+    'iqn.2026-11.io.clusterducks', 'eui.0123456789abcdef', 'naa.5001405abcdef012',
 ])
 def test_iqn_accepted(iqn):
     assert check_iqn(iqn) == iqn
@@ -60,7 +60,8 @@ def test_iqn_accepted(iqn):
 @pytest.mark.parametrize('iqn', [
     'IQN.2026-11.io.x:a', 'iqn.2026-13.io.x:a', 'iqn.26-11.io.x', 'iqn.2026-11.-bad.x', 'node01',
     'iqn.2026-11.io.x:' + 'a' * 220, 'eui.0123', 'iqn.2026-11.io.x:has space', 'iqn.2026-11.io.x:a\n',
-    'eui.0123456789ABCDEF', 'iqn.2026-11.io.x:Node01',
+    'eui.0123456789ABCDEF', 'iqn.2026-11.io.x:Node01', 'iqn.2026-11.io.x:a_b', 'iqn.2026-11.localhost:x',
+    'naa.6001405abcdef0123456789abcdef012', 'naa.6001405abcdef012',
 ])
 def test_iqn_rejected(iqn):
     with pytest.raises(ValidationError):

@@ -156,8 +156,14 @@ def run(pool, live, vdisks, exports=None, dry_run=False, **kw):
     items = vdisk_resource.requested(params(vdisks=vdisks))
     steps, unlisted = vdisk_resource.plan(pool, items, exports or {}, live.get, **kw)
     saves = []
-    resource_run.apply_steps(vdisk_resource.apply_order(steps), lambda: saves.append(1), dry_run)
+    if not dry_run:
+        resource_run.apply([s.step() for s in vdisk_resource.apply_order(steps) if s.actions],
+                           lambda: saves.append(1) or '/etc/rtslib-fb-target/saveconfig.json', 'the save file')
     return steps, unlisted, saves
+
+
+def keyed(steps):
+    return [(s.key, s.actions, s.before, s.after) for s in steps]
 
 
 def test_force_no_as_a_string_never_deletes():
@@ -169,21 +175,23 @@ def test_force_no_as_a_string_never_deletes():
 def test_a_failed_run_undoes_what_it_created_and_saves(backstores):
     pool = MemoryPool(named('old'), fail_create='bad')
     backstores['old'] = SO(pool.get('old'))
-    with pytest.raises(resource_run.RunFailed) as failed:
+    with pytest.raises(resource_run.ChangeFailed) as failed:
         run(pool, backstores, [{'name': 'new', 'size': '1G'}, {'name': 'old', 'state': 'absent', 'force': True},
                                {'name': 'bad', 'size': '1G'}])
     # 'new' was created and is gone again; 'old' (a deletion, ordered last) was never touched.
     assert sorted(pool.records) == ['old'] and sorted(backstores) == ['old']
-    assert failed.value.undone == ['new'] and 'save file matches' in str(failed.value)
+    assert 'Put back as before this run: vDisk bad, vDisk new.' in str(failed.value)
+    assert 'LIO and its save file are as before this run' in str(failed.value)
 
 
 def test_a_grow_is_kept_when_a_later_step_fails(backstores):
     pool = MemoryPool(named('a'), fail_create='bad')
     backstores['a'] = SO(pool.get('a'))
-    with pytest.raises(resource_run.RunFailed) as failed:
+    with pytest.raises(resource_run.ChangeFailed) as failed:
         run(pool, backstores, [{'name': 'a', 'size': '2G'}, {'name': 'bad', 'size': '1G'}])
     assert pool.get('a').size_bytes == 2 * G
-    assert failed.value.kept[0][0] == 'a' and 'could lose data' in failed.value.kept[0][1]
+    assert 'Kept: vDisk a (grown to 2G; shrinking back could lose data' in str(failed.value)
+    assert 'running configuration was saved to' in str(failed.value)
 
 
 def test_check_mode_changes_nothing_and_plans_the_same(backstores):
@@ -214,6 +222,6 @@ def test_before_and_after_are_always_there(backstores):
     pool = MemoryPool(named('a'))
     backstores['a'] = SO(pool.get('a'))
     steps, _, _ = run(pool, backstores, [{'name': 'a', 'size': '2G'}], dry_run=True)
-    out = resource_run.result(steps, diff=False)
+    out = resource_run.result(keyed(steps), diff=False)
     assert out['before']['a']['size_bytes'] == G and out['after']['a']['size_bytes'] == 2 * G
-    assert 'diff' not in out and 'diff' in resource_run.result(steps, diff=True)
+    assert 'diff' not in out and 'diff' in resource_run.result(keyed(steps), diff=True)
