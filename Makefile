@@ -9,7 +9,7 @@ SHELL := /bin/bash
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 BIN       := $(VENV)/bin
-CDLAB     := python3 lab/cdlab.py
+CDLAB     := python3 lab/cdlab
 S         ?= lio_smoke
 
 # Molecule installs the collection under test into $ANSIBLE_HOME/collections and

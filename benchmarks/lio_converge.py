@@ -24,7 +24,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-CDLAB = [sys.executable, os.path.join(REPO, "lab", "cdlab.py"), "--lab", "bench"]
+CDLAB = [sys.executable, os.path.join(REPO, "lab", "cdlab"), "--lab", "bench"]
 VENV = os.path.join(REPO, ".venv", "bin")
 
 

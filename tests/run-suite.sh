@@ -40,7 +40,7 @@ if [ "${1:-}" != lab ]; then
 fi
 
 # Build (or find cached) the lab image once, before scenarios boot VMs from it.
-stage lab-image python3 lab/cdlab.py image
+stage lab-image python3 lab/cdlab image
 for scenario in extensions/molecule/*/molecule.yml; do
     name=$(basename "$(dirname "$scenario")")
     stage "scenario $name" molecule test -s "$name"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
-cdlab() { python3 lab/cdlab.py --lab demo "$@"; }
+cdlab() { python3 lab/cdlab --lab demo "$@"; }
 say() { printf '\n\033[1m== %s\033[0m  (%ds)\n' "$*" "$SECONDS"; }
 on() { cdlab ssh node01 "$@"; }
 export ANSIBLE_COLLECTIONS_PATH
@@ -23,7 +23,7 @@ say "Storage host: pool, LIO, API; node01: vDisk, target, assignment, token (clu
     -e "lab_tls_dir=$tls" -e "api_port=$port" -e "secrets_dir=$secrets" | grep -E '^(PLAY \[|fatal|failed)|storage +:|localhost +:' || true
 
 say "Golden image: the lab image + clusterducks.vdisk.golden_image (cached by content)"
-golden=$(python3 lab/cdlab.py golden playbooks/golden_image.yml --extra-vars lab/demo/golden-vars.yml --input "$tls/ca.crt" 2> .lab/demo-golden.log)
+golden=$(python3 lab/cdlab golden playbooks/golden_image.yml --extra-vars lab/demo/golden-vars.yml --input "$tls/ca.crt" 2> .lab/demo-golden.log)
 echo "$golden"
 
 say "node01: boot the golden image from a non-persistent root; id and token as SMBIOS OEM strings"
@@ -56,4 +56,4 @@ cdlab reboot node01
 show
 
 say "Done in ${SECONDS}s. node01 kept its name, key, host key and machine-id on its vDisk; the image has none of them."
-echo "Reach it:  python3 lab/cdlab.py --lab demo ssh node01      Stop the demo: make demo-down"
+echo "Reach it:  python3 lab/cdlab --lab demo ssh node01      Stop the demo: make demo-down"

@@ -3,6 +3,7 @@ scenarios boot real ones)."""
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -59,13 +60,6 @@ def test_parse_size(text, expected):
 def test_parse_size_rejects(text):
     with pytest.raises(cdlab.LabError):
         cdlab.parse_size(text)
-
-
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    monkeypatch.setenv("CDLAB_STATE", str(tmp_path / "state"))
-    monkeypatch.setenv("CDLAB_CACHE", str(tmp_path / "cache"))
-    return tmp_path
 
 
 @pytest.mark.parametrize("name", ["", "a/b", "../x", ".hidden"])
@@ -226,3 +220,26 @@ def test_prune_keeps_the_current_and_recent_images(state):
     assert sorted(os.listdir(images)) == ["current", "current.lock", "recent", "recent.lock"]
     cdlab.prune_images(keep=str(images / "current"))
     assert sorted(os.listdir(images)) == ["current", "current.lock"]
+
+
+LAB = os.path.join(os.path.dirname(__file__), "..")
+
+
+@pytest.mark.parametrize("argv,env", [
+    (["lab/cdlab"], {}),                                   # how the Makefile, Molecule and scripts call it
+    (["-m", "cdlab"], {"PYTHONPATH": "lab"}),              # the package on the path
+])
+def test_the_package_runs_as_a_command(state, argv, env):
+    result = subprocess.run([sys.executable, *argv, "--lab", "cli", "status"], cwd=os.path.join(LAB, ".."),
+                            env=dict(os.environ, **env), capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "[]\n", "")
+
+
+def test_demo_imports_the_package_for_collections_dir(state):
+    # lab/demo/demo.sh: sys.path.insert(0, "lab"); import cdlab; cdlab.collections_dir()
+    code = 'import sys; sys.path.insert(0, "lab"); import cdlab; print(cdlab.collections_dir())'
+    result = subprocess.run([sys.executable, "-c", code], cwd=os.path.join(LAB, ".."),
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == str(state / "state" / "collections")
+    link = state / "state" / "collections" / "ansible_collections" / "clusterducks" / "vdisk"
+    assert os.path.realpath(link) == os.path.realpath(os.path.join(LAB, ".."))

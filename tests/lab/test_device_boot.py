@@ -5,7 +5,7 @@
 
 """What a booted vDisk device must show, asked through Ansible modules.
 
-Runs against the lab inventory that lab/cdlab.py writes, with pytest-ansible's
+Runs against the lab inventory that lab/cdlab writes, with pytest-ansible's
 ansible_adhoc fixture; --ansible-host-pattern picks the devices.
 """
 

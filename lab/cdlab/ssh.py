@@ -1,0 +1,51 @@
+"""SSH into the guests: the options, the command, waiting for it to answer."""
+
+import os
+import subprocess
+import time
+
+from .common import LabError
+
+SSH_OPTS = [
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "LogLevel=ERROR",
+    "-o", "BatchMode=yes",
+    "-o", "ConnectTimeout=5",
+]
+
+
+def ssh_command(conf, args=()):
+    """ssh argv for a VM of this definition (the image holds its key)."""
+    key = os.path.join(conf["image"], "id_ed25519")
+    return ["ssh", *SSH_OPTS, "-i", key, "-p", str(conf["ssh_port"]),
+            "root@127.0.0.1", *args]
+
+
+def ssh_ok(conf):
+    result = subprocess.run(ssh_command(conf, ["true"]), capture_output=True,
+                            stdin=subprocess.DEVNULL, timeout=30, check=False)
+    return result.returncode == 0
+
+
+def wait_for_ssh(vms, timeout):
+    """Wait until every VM answers SSH; returns {name: seconds since start}."""
+    pending = {vm.name: vm for vm in vms}
+    took = {}
+    started = time.monotonic()
+    deadline = started + timeout
+    while pending:
+        for name, vm in list(pending.items()):
+            if not vm.running:
+                raise LabError("%s stopped while booting; see %s"
+                               % (name, vm.file("console.log")))
+            if vm.ssh_ok():
+                took[name] = time.monotonic() - getattr(vm, "started_at", started)
+                del pending[name]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise LabError("no SSH from %s after %d s; see their console.log"
+                           % (", ".join(sorted(pending)), timeout))
+        time.sleep(1)
+    return took
