@@ -3,6 +3,7 @@ the flock and the atomic JSON write."""
 
 import contextlib
 import fcntl
+import importlib.util
 import json
 import os
 import sys
@@ -10,6 +11,18 @@ import sys
 LAB_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # lab/
 REPO = os.path.dirname(LAB_DIR)
 IMAGE_RECIPE = os.path.join(LAB_DIR, "image")
+
+
+def _load_rules():
+    """The collection's rules.py (names, sizes, IQNs), so the lab reads them as the modules do."""
+    path = os.path.join(REPO, "plugins", "module_utils", "rules.py")
+    spec = importlib.util.spec_from_file_location("clusterducks_vdisk_rules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rules = _load_rules()
 
 
 class LabError(Exception):

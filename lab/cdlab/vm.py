@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from .common import LabError, log, write_json
+from .common import LabError, log, rules, write_json
 from .image import image_ready
 from .net import FIRST_HOST, STORAGE_NET, free_port, port_is_free
 from .qemu import qemu_command
@@ -18,17 +18,11 @@ from .ssh import ssh_command, ssh_ok
 
 
 def parse_size(text):
-    """'8G' -> bytes. Binary units, as qemu-img and the collection use them."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    s = str(text).strip().upper().rstrip("B").rstrip("I")
-    num, unit = (s[:-1], s[-1]) if s and s[-1] in units else (s, "")
+    """'8G' -> bytes, by the collection's own size rule (rules.py): K/M/G/T binary, KB/MB/GB/TB decimal."""
     try:
-        value = int(float(num) * units[unit])
-    except (ValueError, KeyError):
-        raise LabError("invalid size %r" % text)
-    if value <= 0:
-        raise LabError("size must be positive: %r" % text)
-    return value
+        return rules.parse_size(text, "size")
+    except rules.RuleError as exc:
+        raise LabError(str(exc))
 
 
 class VM:

@@ -49,8 +49,8 @@ def test_the_real_recipe_hashes():
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("8G", 8 << 30), ("512M", 512 << 20), ("1.5G", 3 << 29), ("4096", 4096),
-    ("2GiB", 2 << 30), ("1t", 1 << 40),
+    ("8G", 8 << 30), ("512M", 512 << 20), ("1.5G", 3 << 29), ("4096M", 4096 << 20),
+    ("2GiB", 2 << 30), ("1t", 1 << 40), ("1GB", (10 ** 9 + (1 << 20) - 1) // (1 << 20) * (1 << 20)),
 ])
 def test_parse_size(text, expected):
     assert cdlab.parse_size(text) == expected
