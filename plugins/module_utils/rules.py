@@ -83,7 +83,7 @@ def check_device(device):
 def check_vdisk(name, what='vDisk name'):
     if not _full(VDISK_RE, name) or '..' in name:
         raise RuleError('%s %r is invalid: use 1-63 characters A-Z, a-z, 0-9, ".", "_" and "-", '
-                        'starting with a letter or digit (no "/", no "..")' % (what, name), 'vdisk')
+                        'starting with a letter or digit; no "/" and no ".."' % (what, name), 'vdisk')
     return name
 
 
