@@ -517,6 +517,31 @@ def test_device_isolation(service, admin):
     assert 'node01' not in two.get(api(service, '/boot/node02')).text
 
 
+@pytest.mark.parametrize('secret', ['two\nlines', 'lone-\ud800-surrogate', 'nul\x00inside'])
+def test_a_value_the_shell_form_cannot_carry_fails_that_form_alone(service, admin, secret):
+    # One bad value in LIO's save file (a hand-edited CHAP secret): the shell
+    # form says why it cannot carry it (503), the JSON form still answers, and
+    # nothing is a 500.
+    assert put(admin, service, 'node01', SEED).status_code == 201
+    device = service.session(token_for(admin, service, 'node01'))
+    original = saveconfig()
+    changed = saveconfig()
+    changed['targets'][0]['tpgs'][0]['node_acls'][0]['chap_password'] = secret
+    try:
+        with open(service.save_file + '.tmp', 'w', encoding='utf-8') as handle:
+            json.dump(changed, handle)  # ensure_ascii: a lone surrogate is written as \ud800
+        os.rename(service.save_file + '.tmp', service.save_file)
+        for _attempt in range(4):  # both workers
+            sh = device.get(api(service, '/boot/node01'), params={'format': 'sh'})
+            assert 'shell' in assert_error(sh, 503, 'unsafe_value') or 'line break or NUL' in sh.text
+            answer = device.get(api(service, '/boot/node01'))
+            assert answer.status_code == 200 and answer.json()['chap']['password'] == secret
+    finally:
+        with open(service.save_file + '.tmp', 'w', encoding='utf-8') as handle:
+            json.dump(original, handle)
+        os.rename(service.save_file + '.tmp', service.save_file)
+
+
 def test_boot_record_follows_changes(service, admin):
     assert put(admin, service, 'node01', SEED).status_code == 201
     secret = token_for(admin, service, 'node01')

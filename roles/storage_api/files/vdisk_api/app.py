@@ -95,6 +95,25 @@ def shell_quote(value):
     return "'" + text.replace("'", "'\\''") + "'"
 
 
+def boot_json(record):
+    return dumps(record)
+
+
+def _encoded(build, record, form):
+    """One form of a boot record, or the HttpError saying why this form cannot carry it.
+
+    The two forms are built apart: a value only the shell form cannot carry
+    (a line break, NUL, or text that is not UTF-8, such as a lone surrogate
+    from LIO's save file) fails that form alone, with its reason, never as a 500.
+    """
+    try:
+        return build(record)
+    except HttpError as exc:
+        return exc
+    except (UnicodeError, ValueError) as exc:
+        return HttpError(503, 'unsafe_value', 'the boot record cannot be written as %s: %s' % (form, exc))
+
+
 def boot_shell(record):
     ov = record['overlayfs']
     chap = record['chap'] or {}
@@ -487,12 +506,16 @@ class App:
         if fmt not in ('json', 'sh'):
             raise HttpError(400, 'invalid_format', 'format must be json or sh')
         json_body, sh_body = self.boot_bodies(device)
+        body = sh_body if fmt == 'sh' else json_body
+        if isinstance(body, HttpError):
+            raise body
         if fmt == 'sh':
-            return Response(200, sh_body, 'text/plain; charset=utf-8', NO_STORE, 'boot')
-        return Response(200, json_body, JSON, NO_STORE, 'boot')
+            return Response(200, body, 'text/plain; charset=utf-8', NO_STORE, 'boot')
+        return Response(200, body, JSON, NO_STORE, 'boot')
 
     def boot_bodies(self, device):
-        """Both encodings of a device's boot record, cached until the
+        """Both encodings of a device's boot record (each a body, or the
+        HttpError of a form that cannot carry it), cached until the
         database, the LIO save file or the vDisk metadata changes."""
         version = self.reader.data_version()
         if version != self._boot_cache_version:
@@ -528,7 +551,7 @@ class App:
             'revision': assignment['revision'],
         }
         record.update(resolved)
-        bodies = (dumps(record), boot_shell(record))
+        bodies = (_encoded(boot_json, record, 'JSON'), _encoded(boot_shell, record, 'shell variables'))
         path = self.pool._file(assignment['vdisk']).path  # pylint: disable=protected-access
         if vdisk_stamp is not None:
             self._boot_cache[device] = (lio_stamp, vdisk_stamp, path) + bodies
