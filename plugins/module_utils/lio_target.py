@@ -264,7 +264,7 @@ def converge(desired, current, dry_run, missing=()):
     if desired['enabled'] is None:
         # Only restore() asks for this: the target had no TPG 1 before a failed change.
         if current['enabled'] is not None:
-            act('remove TPG %d' % TPG_TAG, lambda: tpg.delete())
+            act('remove TPG %d' % TPG_TAG, tpg.delete)
         return actions
     if current['enabled'] is None:
         tpg = act('create TPG %d' % TPG_TAG, lambda: rtslib.TPG(target, TPG_TAG, mode='create'))

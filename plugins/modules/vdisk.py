@@ -402,10 +402,14 @@ def run_module():
     module.exit_json(**result)
 
 
+def _no_backstore(name):
+    return None
+
+
 def converge(module, pool, root, items):
     params = module.params
     if root is None:
-        exports, lookup = {}, (lambda name: None)
+        exports, lookup = {}, _no_backstore
     else:
         exports, lookup = lio_backstore.exports_index(root), lio_backstore.lookup
     # Plan everything first: a run with one bad item changes nothing.

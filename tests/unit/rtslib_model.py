@@ -810,7 +810,7 @@ class StorageObject(_Node):
     @property
     def status(self):
         self._check_self()
-        return 'activated' if any(True for _ in self.attached_luns) else 'deactivated'
+        return 'activated' if any(True for _lun in self.attached_luns) else 'deactivated'
 
     def is_configured(self):
         self._check_self()
@@ -912,38 +912,32 @@ class RTSRoot(_Node):
     @property
     def targets(self):
         for fabric in self.fabric_modules:
-            for target in fabric.targets:
-                yield target
+            yield from fabric.targets
 
     @property
     def tpgs(self):
         for target in self.targets:
-            for tpg in target.tpgs:
-                yield tpg
+            yield from target.tpgs
 
     @property
     def luns(self):
         for tpg in self.tpgs:
-            for lun in tpg.luns:
-                yield lun
+            yield from tpg.luns
 
     @property
     def node_acls(self):
         for tpg in self.tpgs:
-            for acl in tpg.node_acls:
-                yield acl
+            yield from tpg.node_acls
 
     @property
     def mapped_luns(self):
         for acl in self.node_acls:
-            for mlun in acl.mapped_luns:
-                yield mlun
+            yield from acl.mapped_luns
 
     @property
     def network_portals(self):
         for tpg in self.tpgs:
-            for portal in tpg.network_portals:
-                yield portal
+            yield from tpg.network_portals
 
     @property
     def storage_objects(self):

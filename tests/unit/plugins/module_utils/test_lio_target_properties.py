@@ -53,7 +53,7 @@ PARAMETERS = {
 
 
 def secret(r, prefix):
-    return prefix + ''.join(r.choice(string.ascii_letters + string.digits) for _ in range(r.randint(11, 20)))
+    return prefix + ''.join(r.choice(string.ascii_letters + string.digits) for _char in range(r.randint(11, 20)))
 
 
 def value(v):

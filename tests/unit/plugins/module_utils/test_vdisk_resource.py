@@ -198,11 +198,11 @@ def test_check_mode_changes_nothing_and_plans_the_same(backstores):
     pool = MemoryPool(named('a'))
     backstores['a'] = SO(pool.get('a'))
     vdisks = [{'name': 'a', 'size': '2G'}, {'name': 'b', 'size': '1G'}]
-    dry, _, saves = run(pool, backstores, vdisks, dry_run=True)
+    dry, _unlisted, saves = run(pool, backstores, vdisks, dry_run=True)
     assert saves == [] and sorted(pool.records) == ['a'] and pool.get('a').size_bytes == G
-    real, _, saves = run(pool, backstores, vdisks)
+    real, _unlisted, saves = run(pool, backstores, vdisks)
     assert [s.actions for s in dry] == [s.actions for s in real] and saves == [1]
-    again, _, saves = run(pool, backstores, vdisks)
+    again, _unlisted, saves = run(pool, backstores, vdisks)
     assert [s.actions for s in again] == [[], []] and saves == []
 
 
@@ -210,18 +210,18 @@ def test_purge_reports_unlisted_and_deletes_only_with_force(backstores):
     pool = MemoryPool(named('keep'), named('stray'))
     for r in pool.list():
         backstores[r.name] = SO(r)
-    steps, unlisted, _ = run(pool, backstores, [{'name': 'keep'}], purge=True)
+    steps, unlisted, _saves = run(pool, backstores, [{'name': 'keep'}], purge=True)
     assert unlisted == ['stray'] and 'stray' in pool.records
-    steps, unlisted, _ = run(pool, backstores, [{'name': 'keep'}], purge=False)
+    steps, unlisted, _saves = run(pool, backstores, [{'name': 'keep'}], purge=False)
     assert unlisted == []
-    steps, unlisted, _ = run(pool, backstores, [{'name': 'keep'}], purge=True, purge_force=True)
+    steps, unlisted, _saves = run(pool, backstores, [{'name': 'keep'}], purge=True, purge_force=True)
     assert unlisted == [] and sorted(pool.records) == ['keep'] and [s.actions for s in steps] == [[], ['deleted']]
 
 
 def test_before_and_after_are_always_there(backstores):
     pool = MemoryPool(named('a'))
     backstores['a'] = SO(pool.get('a'))
-    steps, _, _ = run(pool, backstores, [{'name': 'a', 'size': '2G'}], dry_run=True)
+    steps, _unlisted, _saves = run(pool, backstores, [{'name': 'a', 'size': '2G'}], dry_run=True)
     out = resource_run.result(keyed(steps), diff=False)
     assert out['before']['a']['size_bytes'] == G and out['after']['a']['size_bytes'] == 2 * G
     assert 'diff' not in out and 'diff' in resource_run.result(keyed(steps), diff=True)
@@ -247,9 +247,9 @@ def test_round_trip_property_applied_plans_read_back_as_nothing_to_do(backstores
             else:
                 floor = record.size_bytes if record else G
                 vdisks.append({'name': name, 'size': '%dM' % ((floor >> 20) + rng.choice([0, 0, 512]))})
-        planned, _, _ = run(pool, backstores, vdisks, dry_run=True)
-        done, _, _ = run(pool, backstores, vdisks)
-        again, _, saves = run(pool, backstores, vdisks)
+        planned, _unlisted, _saves = run(pool, backstores, vdisks, dry_run=True)
+        done, _unlisted, _saves = run(pool, backstores, vdisks)
+        again, _unlisted, saves = run(pool, backstores, vdisks)
         assert [s.actions for s in planned] == [s.actions for s in done], case
         assert all(s.actions == [] for s in again) and saves == [], case
         for item in vdisks:

@@ -49,7 +49,7 @@ def pool(monkeypatch):
     the_pool = OnePool()
     monkeypatch.setattr(lio, 'HAS_RTSLIB', True)
     monkeypatch.setattr(lio, 'require_rtslib', lambda module: None)
-    monkeypatch.setattr(lio, 'open_root', lambda: object())
+    monkeypatch.setattr(lio, 'open_root', object)
     monkeypatch.setattr(lio, 'save_config', lambda root: None)
     exports = {'x': [{'target': 'iqn.2026-11.io.x:t', 'tpg': 1, 'lun': 0}]}
     monkeypatch.setattr(lio_backstore, 'exports_index', lambda root: exports)
