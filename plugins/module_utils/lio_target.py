@@ -264,7 +264,9 @@ def converge(desired, current, dry_run, missing=()):
     if desired['enabled'] is None:
         # Only restore() asks for this: the target had no TPG 1 before a failed change.
         if current['enabled'] is not None:
-            act('remove TPG %d' % TPG_TAG, tpg.delete)
+            def remove_tpg():  # tpg is None in a dry run: look it up only when called
+                tpg.delete()
+            act('remove TPG %d' % TPG_TAG, remove_tpg)
         return actions
     if current['enabled'] is None:
         tpg = act('create TPG %d' % TPG_TAG, lambda: rtslib.TPG(target, TPG_TAG, mode='create'))
