@@ -53,8 +53,12 @@ def boot(lab, vm, module_on):
                 split[part] = seconds(chunk.split("(")[0].strip().split("=")[-1].strip())
     keygen = ssh(vm, "systemd-analyze blame --no-pager | awk '$2 == \"ssh-hostkeys.service\" {print $1}'").strip()
     errors = ssh(vm, "journalctl -k -b --no-pager -o short-monotonic | grep -iE 'conn error|ping timeout' || true").strip()
+    # The guest's own record of being stalled by the host (TCG on a busy machine).
+    stalls = ssh(vm, "journalctl -k -b --no-pager -o cat | grep -ciE 'soft lockup|Long readout interval|rcu.*stall' || true")
+    blame = ssh(vm, "systemd-analyze blame --no-pager | head -n 8")
     result = {"module": module_on, "to_ssh": took, "keygen": seconds(keygen) if keygen else 0.0,
-              "iscsi_errors": errors.splitlines(), **split}
+              "iscsi_errors": errors.splitlines(), "stalls": int(stalls.strip() or 0), "blame": blame.splitlines(),
+              **split}
     if module_on:
         marks = dict(line.split() for line in ssh(vm, "cat /run/clusterducks/timing").splitlines())
         previous = float(marks["start"])
@@ -106,6 +110,8 @@ def main():
                     flush=True)
                 for line in r["iscsi_errors"]:
                     print("         iSCSI: %s" % line)
+                if r["stalls"]:
+                    print("         the guest logged %d stall(s) (soft lockup, long clock readout, RCU)" % r["stalls"])
     finally:
         # Leave the device as it was: module on.
         conf = vm.conf
@@ -129,6 +135,10 @@ def main():
           % ("to_ssh, off w/o keygen", summary(a), summary(b), diff, 100 * diff / statistics.median(b)))
     print("iSCSI connection errors after switch_root: %d in %d boots with the module"
           % (sum(len(r["iscsi_errors"]) for r in on), len(on)))
+    for label, runs_of in (("module on", on), ("module off", off)):
+        print("\nslowest units, last boot with the %s (systemd-analyze blame):" % label)
+        for line in runs_of[-1]["blame"]:
+            print("  " + line.strip())
     print("\nthe module's phases (module on):")
     for phase in PHASES:
         print("  %-10s %s" % (phase, summary([r["phase_" + phase] for r in on])))
