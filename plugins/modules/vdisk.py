@@ -79,7 +79,7 @@ options:
       - Ignored for an existing vDisk, except that a different layout is reported as an error.
     type: list
     elements: dict
-    suboptions:
+    suboptions: &partition_options
       size:
         description:
           - Size of the partition (V(1G), V(500M)). The last partition may omit it to take the rest of the disk.
@@ -128,15 +128,7 @@ options:
         description: As O(partitions).
         type: list
         elements: dict
-        suboptions:
-          size:
-            description: Size of the partition; the last one may omit it.
-            type: str
-          filesystem:
-            description: Filesystem made on the partition.
-            type: str
-            choices: [xfs, ext4, none]
-            default: xfs
+        suboptions: *partition_options
       state:
         description: As O(state); defaults to the module's O(state).
         type: str

@@ -54,3 +54,14 @@ def service(tmp_path_factory, pki):
 @pytest.fixture
 def admin(service):
     return service.session()
+
+
+@pytest.fixture
+def clean_api(service):
+    """After the test, delete every assignment and device token it left in the shared service."""
+    yield
+    admin = service.session()
+    for assignment in admin.get(service.url + '/api/v1/assignments').json()['assignments']:
+        admin.delete(service.url + '/api/v1/assignments/' + assignment['device'])
+    for token in admin.get(service.url + '/api/v1/tokens').json()['tokens']:
+        admin.delete(service.url + '/api/v1/tokens/' + token['id'])

@@ -25,13 +25,8 @@ SEED = {'vdisk': 'node01', 'mounts': {'0': 'data'},
 
 
 @pytest.fixture(autouse=True)
-def clean(service):
+def clean(clean_api):
     yield
-    admin = service.session()
-    for assignment in admin.get(service.url + '/api/v1/assignments').json()['assignments']:
-        admin.delete(service.url + '/api/v1/assignments/' + assignment['device'])
-    for token in admin.get(service.url + '/api/v1/tokens').json()['tokens']:
-        admin.delete(service.url + '/api/v1/tokens/' + token['id'])
 
 
 def api(service, path):

@@ -27,13 +27,8 @@ def module_exits(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def clean(service):
+def clean(clean_api):
     yield
-    admin = service.session()
-    for item in admin.get(service.url + '/api/v1/assignments').json()['assignments']:
-        admin.delete(service.url + '/api/v1/assignments/' + item['device'])
-    for token in admin.get(service.url + '/api/v1/tokens').json()['tokens']:
-        admin.delete(service.url + '/api/v1/tokens/' + token['id'])
 
 
 @pytest.fixture

@@ -30,11 +30,8 @@ def collections_path():
 
 
 @pytest.fixture(autouse=True)
-def clean(service):
+def clean(clean_api):
     yield
-    admin = service.session()
-    for token in admin.get(service.url + '/api/v1/tokens').json()['tokens']:
-        admin.delete(service.url + '/api/v1/tokens/' + token['id'])
 
 
 @pytest.mark.skipif(not os.path.exists(PLAYBOOK), reason='ansible-playbook is not installed beside this Python')

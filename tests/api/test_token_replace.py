@@ -19,11 +19,8 @@ from apitest import Service
 
 
 @pytest.fixture(autouse=True)
-def clean(service):
+def clean(clean_api):
     yield
-    admin = service.session()
-    for token in admin.get(service.url + '/api/v1/tokens').json()['tokens']:
-        admin.delete(service.url + '/api/v1/tokens/' + token['id'])
 
 
 def api(service, path):
