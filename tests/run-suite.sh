@@ -12,14 +12,17 @@ passed=0
 failed=0
 failures=()
 suite_start=$(date +%s)
+# Each stage's output is kept so that the end of the run, which is all a CI
+# log may show, can repeat why a stage failed.
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/cdvdisk-suite.XXXXXX")
 
 stage() {
     local name=$1; shift
     local start rc
     start=$(date +%s)
     echo "=== $name: $*"
-    "$@"
-    rc=$?
+    "$@" 2>&1 | tee "$logdir/${name// /_}.log"
+    rc=${PIPESTATUS[0]}
     # pytest exits 5 when it collected nothing: a suite that ran no test has failed.
     if [ "$rc" -eq 5 ]; then echo "=== $name: no tests were collected"; fi
     if [ "$rc" -eq 0 ]; then
@@ -46,6 +49,18 @@ for scenario in extensions/molecule/*/molecule.yml; do
     stage "scenario $name" molecule test -s "$name"
 done
 
+why_failed() {
+    local log="$logdir/${1// /_}.log"
+    echo
+    echo "=== why $1 failed (from $log)"
+    # Ansible's failures, pytest's and ansible-test's errors, then the tail.
+    grep -n -E -A12 'fatal: |failed: \[|^(FAILED|ERROR)|^E  |ERROR: ' "$log" | head -n 80
+    echo "--- last lines"
+    tail -n 25 "$log"
+}
+
+echo
+for name in "${failures[@]}"; do why_failed "$name"; done
 echo
 echo "suite took $(($(date +%s) - suite_start)) s"
 [ "$failed" -eq 0 ] || echo "failed stages: ${failures[*]}"
