@@ -92,7 +92,7 @@ def option(cmd, flag):
 def test_qemu_command_tcg():
     cmd = cdlab.qemu_command(conf(), "/vm", 47000, "tcg")
     assert option(cmd, "-accel") == ["tcg,thread=multi"]
-    assert option(cmd, "-cpu") == ["max"]
+    assert option(cmd, "-cpu") == ["qemu64"]
     append = option(cmd, "-append")[0]
     assert "systemd.hostname=storage" in append
     assert "ip=10.77.0.14:::255.255.255.0::eth1:off" in append
