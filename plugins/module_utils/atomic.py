@@ -18,8 +18,12 @@ import json
 import os
 
 
-def write_atomic(path, data, mode=0o600):
-    """Replace ``path`` with ``data`` (bytes or str) atomically and durably."""
+def write_atomic(path, data, mode=0o600, gid=-1):
+    """Replace ``path`` with ``data`` (bytes or str) atomically and durably.
+
+    ``gid`` (not -1): the file's group, set before the rename like the mode,
+    so no reader ever sees the new file with the wrong access.
+    """
     if isinstance(data, str):
         data = data.encode('utf-8')
     directory = os.path.dirname(os.path.abspath(path))
@@ -27,6 +31,8 @@ def write_atomic(path, data, mode=0o600):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, mode)
     try:
         try:
+            if gid != -1:
+                os.fchown(fd, -1, gid)
             os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask
             view = memoryview(data)
             while view:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import traceback
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import resource_run
@@ -264,13 +265,23 @@ def save_config(root, path=None):
     crash mid-copy can leave a truncated file and no targets at the next boot.
     atomic.py writes a temporary file (0600: it holds CHAP secrets), fsyncs it,
     renames it over the old one and fsyncs the directory.
+
+    A save file that its group may read keeps its group and that bit (never
+    more than 0640): the storage API reads it as a member of that group, with
+    no capability (the storage_api role sets root:vdisk-api 0640).
     """
     path = path or default_save_file(root)
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
+    mode, gid = 0o600, -1
+    try:
+        info = os.stat(path)
+        mode, gid = 0o600 | (stat.S_IMODE(info.st_mode) & 0o040), info.st_gid
+    except FileNotFoundError:
+        pass
     data = json.dumps(root.dump(), sort_keys=True, indent=2) + '\n'
-    return write_atomic(path, data, mode=0o600)
+    return write_atomic(path, data, mode=mode, gid=gid)
 
 
 # A failed run's error (resource_run is the one plan/apply/save skeleton).

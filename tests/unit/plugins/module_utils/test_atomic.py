@@ -38,3 +38,18 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
         atomic.write_atomic(str(path), 'new')
     assert path.read_text() == 'old'
     assert os.listdir(tmp_path) == ['saveconfig.json']
+
+
+def test_sets_the_group_before_the_rename(tmp_path, monkeypatch):
+    seen = []
+    real_rename = os.rename
+
+    def rename(src, dst):
+        info = os.stat(src)
+        seen.append((stat.S_IMODE(info.st_mode), info.st_gid))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, 'rename', rename)
+    path = atomic.write_atomic(str(tmp_path / 'saveconfig.json'), '{}', mode=0o640, gid=4242)
+    assert seen == [(0o640, 4242)]
+    assert os.stat(path).st_gid == 4242

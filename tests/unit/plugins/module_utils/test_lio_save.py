@@ -86,3 +86,24 @@ def test_a_failure_leaves_the_old_file_and_no_temporary_copy(host, monkeypatch, 
     with open(path) as f:
         assert f.read() == old
     assert files(path) == ['saveconfig.json']
+
+
+@pytest.mark.parametrize('before, after', [(0o640, 0o640), (0o600, 0o600), (0o644, 0o640), (0o660, 0o640)])
+def test_a_rewrite_keeps_the_group_and_its_read_bit_never_more(host, before, after):
+    # The storage API reads the save file as a member of its group, with no
+    # capability: a rewrite by a module must not take that away, nor widen it.
+    path = lio.save_config(root(host))
+    os.chown(path, -1, 4242)
+    os.chmod(path, before)
+    old_ino = os.stat(path).st_ino
+    lio.save_config(root(host))
+    info = os.stat(path)
+    assert info.st_ino != old_ino  # replaced, not rewritten in place
+    assert (stat.S_IMODE(info.st_mode), info.st_gid) == (after, 4242)
+
+
+def test_a_new_save_file_is_root_only(host):
+    path = host.root_module.default_save_file
+    assert not os.path.exists(path)
+    lio.save_config(root(host))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
