@@ -42,6 +42,11 @@ TPG_ATTRIBUTES = frozenset((
     'demo_mode_write_protect', 'fabric_prot_type', 'generate_node_acls', 'login_keys_workaround',
     'login_timeout', 'netif_timeout', 'prod_mode_write_protect', 't10_pi', 'tpg_enabled_sendtargets',
 ))
+# Per initiator (node ACL): the target's timeouts for that initiator's connections.
+ACL_ATTRIBUTES = frozenset((
+    'dataout_timeout', 'dataout_timeout_retries', 'default_erl', 'nopin_response_timeout', 'nopin_timeout',
+    'random_datain_pdu_offsets', 'random_datain_seq_offsets', 'random_r2t_offsets',
+))
 TPG_PARAMETERS = frozenset((
     'AuthMethod', 'DataDigest', 'DataPDUInOrder', 'DataSequenceInOrder', 'DefaultTime2Retain',
     'DefaultTime2Wait', 'ErrorRecoveryLevel', 'FirstBurstLength', 'HeaderDigest', 'IFMarkInt', 'IFMarker',
@@ -55,6 +60,16 @@ def _value(value):
     if isinstance(value, bool):
         return '1' if value else '0'
     return str(value)
+
+
+def _attributes(values, known, what, kind):
+    """Declared attributes as configfs strings; unknown names are refused."""
+    out = {}
+    for name, value in (values or {}).items():
+        if name not in known:
+            raise ValidationError('%s: unknown %s attribute %r (known: %s)' % (what, kind, name, ', '.join(sorted(known))))
+        out[name] = _value(value)
+    return out
 
 
 def _chap(entry, key, what):
@@ -119,7 +134,8 @@ def normalize(spec):
         # Each LUN under its own number; write-protect is per mapped LUN in LIO.
         protect = bool(entry.get('write_protect', False))
         initiators.append({'iqn': node, 'chap': chap, 'mutual_chap': mutual,
-                           'mapped_luns': [_mapping(m, m, protect) for m in mapped]})
+                           'mapped_luns': [_mapping(m, m, protect) for m in mapped],
+                           'attributes': _attributes(entry.get('attributes'), ACL_ATTRIBUTES, who, 'ACL')})
     with_chap = [i['iqn'] for i in initiators if i['chap']]
     if with_chap and len(with_chap) != len(initiators):
         raise ValidationError('%s: CHAP is on for some initiators and off for others; LIO enforces it per '
@@ -127,10 +143,7 @@ def normalize(spec):
 
     attributes = {'generate_node_acls': '0', 'cache_dynamic_acls': '0', 'demo_mode_write_protect': '1',
                   'authentication': '1' if with_chap else '0'}
-    for name, value in (spec.get('attributes') or {}).items():
-        if name not in TPG_ATTRIBUTES:
-            raise ValidationError('%s: unknown TPG attribute %r (known: %s)' % (what, name, ', '.join(sorted(TPG_ATTRIBUTES))))
-        attributes[name] = _value(value)
+    attributes.update(_attributes(spec.get('attributes'), TPG_ATTRIBUTES, what, 'TPG'))
     parameters = {}
     for name, value in (spec.get('parameters') or {}).items():
         if name not in TPG_PARAMETERS:
@@ -168,6 +181,13 @@ def _cred(obj, userid, password):
     return {'userid': user, 'password': getattr(obj, password)} if user else None
 
 
+def _acl_keys(keys):
+    """The ACL attribute names ``read()`` reports: all_keys()' list, or every name an initiator declares."""
+    if 'initiator_attributes' in keys:
+        return keys['initiator_attributes']
+    return set(name for init in keys.get('initiators') or () for name in init.get('attributes') or ())
+
+
 def read(target, keys):
     """The live target in canonical form; attributes/parameters only for the names in ``keys``."""
     tpg = _tpg(target)
@@ -175,6 +195,7 @@ def read(target, keys):
         return {'iqn': target.wwn, 'enabled': None, 'portals': [], 'luns': [], 'initiators': [], 'attributes': {},
                 'parameters': {}}
     initiators = []
+    acl_keys = sorted(_acl_keys(keys))
     for acl in tpg.node_acls:
         initiators.append({
             'iqn': acl.node_wwn,
@@ -182,6 +203,7 @@ def read(target, keys):
             'mutual_chap': _cred(acl, 'chap_mutual_userid', 'chap_mutual_password'),
             'mapped_luns': sorted((_mapping(m.mapped_lun, m.tpg_lun.lun, m.write_protect) for m in acl.mapped_luns),
                                   key=lambda x: x['mapped_lun']),
+            'attributes': {k: acl.get_attribute(k) for k in acl_keys},
         })
     return {
         'iqn': target.wwn,
@@ -299,7 +321,7 @@ def converge(desired, current, dry_run, missing=()):
         have = live_acls.get(node)
         if have is None:
             act('add initiator %s' % node, lambda n=node: rtslib.NodeACL(tpg, n, mode='create'))
-            have = {'chap': None, 'mutual_chap': None, 'mapped_luns': []}
+            have = {'chap': None, 'mutual_chap': None, 'mapped_luns': [], 'attributes': {}}
 
         def acl(n=node):
             return rtslib.NodeACL(tpg, n, mode='lookup')
@@ -331,6 +353,11 @@ def converge(desired, current, dry_run, missing=()):
                     lambda m=m, wp=wp: setattr(rtslib.MappedLUN(acl(), m), 'write_protect', wp))
         for m in sorted(set(live_mapped) - set(x['mapped_lun'] for x in init['mapped_luns'])):
             act('unmap LUN %d for %s' % (m, node), lambda m=m: rtslib.MappedLUN(acl(), m).delete())
+        # The declared ACL attributes; the others keep their values.
+        for name, value in sorted(init.get('attributes', {}).items()):
+            if have.get('attributes', {}).get(name) != value:
+                act('set attribute %s=%s for %s' % (name, value, node),
+                    lambda n=name, v=value: acl().set_attribute(n, v))
 
     # Attributes and parameters: only the declared (and defaulted) ones.
     for name, value in sorted(desired['attributes'].items()):
@@ -416,12 +443,14 @@ def delete(iqn, dry_run):
 
 
 def all_keys(target):
-    """Every known attribute and parameter name of the target's TPG, to put a deleted target back."""
+    """Every known attribute and parameter name of the target's TPG and ACLs, to put a deleted target back."""
     tpg = _tpg(target)
     if tpg is None:
-        return {'attributes': (), 'parameters': ()}
+        return {'attributes': (), 'parameters': (), 'initiator_attributes': ()}
+    acls = list(tpg.node_acls)
     return {'attributes': TPG_ATTRIBUTES.intersection(tpg.list_attributes()),
-            'parameters': TPG_PARAMETERS.intersection(tpg.list_parameters())}
+            'parameters': TPG_PARAMETERS.intersection(tpg.list_parameters()),
+            'initiator_attributes': ACL_ATTRIBUTES.intersection(acls[0].list_attributes()) if acls else ()}
 
 
 def restore(iqn, before):

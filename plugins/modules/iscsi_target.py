@@ -126,6 +126,15 @@ options:
         description: Map the LUNs read-only for this initiator.
         type: bool
         default: false
+      attributes:
+        description:
+          - Node ACL attributes, the target's timeouts for this initiator (for example V(dataout_timeout),
+            V(nopin_timeout), V(nopin_response_timeout)). Unknown names are refused; undeclared ones keep their
+            values.
+          - With LIO's default error recovery level 0, a write whose data does not arrive within
+            C(dataout_timeout) (3 s by default) closes the connection; a device whose root lives on the vDisk then
+            depends on iscsid to log in again. Devices on a busy or lossy storage network may want more.
+        type: dict
   attributes: &attributes
     description:
       - TPG attributes (for example V(login_timeout), V(default_cmdsn_depth)). Unknown names are refused.
@@ -239,6 +248,8 @@ EXAMPLES = r"""
         mutual_chap:
           userid: storage1
           password: "{{ vault_node01_mutual_chap }}"
+        attributes:
+          dataout_timeout: 10  # a slow storage network must not drop a diskless device's session
     attributes:
       login_timeout: 15
 
@@ -356,7 +367,8 @@ targets:
           elements: dict
         initiators:
           description:
-            - Initiator ACLs with C(iqn), C(chap) and C(mutual_chap) (V(null) when not set) and C(mapped_luns).
+            - Initiator ACLs with C(iqn), C(chap) and C(mutual_chap) (V(null) when not set), C(mapped_luns) and
+              C(attributes) (the declared ACL attributes, as strings).
             - C(mapped_luns) has one entry per LUN the initiator sees, as LIO keeps it - C(mapped_lun) (the number
               the initiator sees), C(tpg_lun) (the target's LUN id) and C(write_protect). A declared initiator maps
               each of its O(initiators[].luns) under its own number with its O(initiators[].write_protect).
@@ -378,6 +390,7 @@ targets:
             chap: {userid: node01, password: '******** (changed)'}
             mutual_chap: null
             mapped_luns: [{mapped_lun: 0, tpg_lun: 0, write_protect: false}]
+            attributes: {dataout_timeout: '10'}
         attributes: {authentication: '1', cache_dynamic_acls: '0', demo_mode_write_protect: '1', generate_node_acls: '0'}
         parameters: {}
 discovery_actions:
@@ -451,7 +464,8 @@ def run_module():
             'iqn': {'type': 'str', 'required': True},
             'chap': cred, 'mutual_chap': cred,
             'luns': {'type': 'list', 'elements': 'int'},
-            'write_protect': {'type': 'bool', 'default': False}}},
+            'write_protect': {'type': 'bool', 'default': False},
+            'attributes': {'type': 'dict'}}},
         'attributes': {'type': 'dict'},
         'parameters': {'type': 'dict'},
     }

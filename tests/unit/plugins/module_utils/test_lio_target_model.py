@@ -119,3 +119,41 @@ def test_restore_puts_back_a_lun_of_another_backstore(host):
     converge(declare())
     lio_target.restore(IQN, before)
     assert live(declare()) == before
+
+
+def test_initiator_attributes_are_set_per_acl_and_undeclared_ones_kept(host):
+    d = declare(initiators=[{'iqn': INIT, 'attributes': {'dataout_timeout': 10, 'nopin_response_timeout': '60'}}])
+    assert converge(d) == [
+        'create target %s' % IQN, 'add portal 0.0.0.0:3260', 'add LUN 0: vDisk a', 'add LUN 1: vDisk b',
+        'add initiator %s' % INIT,
+        'map LUN 0 for %s' % INIT, 'map LUN 1 for %s' % INIT,
+        'set attribute dataout_timeout=10 for %s' % INIT, 'set attribute nopin_response_timeout=60 for %s' % INIT,
+        'set attribute authentication=0', 'set attribute cache_dynamic_acls=0',
+        'set attribute demo_mode_write_protect=1', 'set attribute generate_node_acls=0', 'enable TPG 1']
+    r = host.rtslib
+    acl = r.NodeACL(r.TPG(lio_target.lookup(IQN), 1, 'lookup'), INIT, 'lookup')
+    assert (acl.get_attribute('dataout_timeout'), acl.get_attribute('nopin_timeout')) == ('10', '15')
+    # Drift on a declared attribute is put back; one nobody declared is left alone.
+    acl.set_attribute('dataout_timeout', '3')
+    acl.set_attribute('nopin_timeout', '20')
+    assert converge(d) == ['set attribute dataout_timeout=10 for %s' % INIT]
+    assert acl.get_attribute('nopin_timeout') == '20'
+
+
+def test_a_deleted_target_comes_back_with_its_initiator_attributes(host):
+    d = declare(initiators=[{'iqn': INIT, 'attributes': {'dataout_timeout': 10}}])
+    converge(d)
+    target = lio_target.lookup(IQN)
+    before = lio_target.read(target, lio_target.all_keys(target))
+    assert before['initiators'][0]['attributes']['dataout_timeout'] == '10'
+    assert before['initiators'][0]['attributes']['nopin_timeout'] == '15'
+    lio_target.delete(IQN, dry_run=False)
+    lio_target.restore(IQN, before)
+    target = lio_target.lookup(IQN)
+    assert lio_target.read(target, lio_target.all_keys(target)) == before
+
+
+def test_an_unknown_initiator_attribute_is_refused_before_anything_changes(host):
+    with pytest.raises(lio_target.ValidationError, match="initiator .*: unknown ACL attribute 'login_timeout'"):
+        declare(initiators=[{'iqn': INIT, 'attributes': {'login_timeout': 10}}])
+    assert lio_target.lookup(IQN) is None
