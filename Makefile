@@ -69,7 +69,7 @@ sanity: venv
 
 lint: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint
-	shellcheck lab/*.sh lab/image/*.sh lab/demo/*.sh tests/*.sh benchmarks/*/*.sh roles/*/files/*.sh .ci/run
+	shellcheck lab/*.sh lab/image/*.sh lab/demo/*.sh tests/*.sh benchmarks/*/*.sh .ci/run
 	shellcheck -x -P roles/dracut_overlay/files/90clusterducks-vdisk roles/dracut_overlay/files/90clusterducks-vdisk/*.sh
 
 test-collection: venv
