@@ -267,8 +267,8 @@ def save_config(root, path=None):
     renames it over the old one and fsyncs the directory.
 
     A save file that its group may read keeps its group and that bit (never
-    more than 0640): the storage API reads it as a member of that group, with
-    no capability (the storage_api role sets root:vdisk-api 0640).
+    more than 0640): an admin who let a service's group read it keeps that
+    access across the modules' saves.
     """
     path = path or default_save_file(root)
     directory = os.path.dirname(path)

@@ -63,11 +63,11 @@ def _value(value):
 
 
 def _attributes(values, known, what, kind):
-    """Declared attributes as configfs strings; unknown names are refused."""
+    """Declared attributes or parameters as configfs strings; unknown names are refused."""
     out = {}
     for name, value in (values or {}).items():
         if name not in known:
-            raise ValidationError('%s: unknown %s attribute %r (known: %s)' % (what, kind, name, ', '.join(sorted(known))))
+            raise ValidationError('%s: unknown %s %r (known: %s)' % (what, kind, name, ', '.join(sorted(known))))
         out[name] = _value(value)
     return out
 
@@ -135,7 +135,7 @@ def normalize(spec):
         protect = bool(entry.get('write_protect', False))
         initiators.append({'iqn': node, 'chap': chap, 'mutual_chap': mutual,
                            'mapped_luns': [_mapping(m, m, protect) for m in mapped],
-                           'attributes': _attributes(entry.get('attributes'), ACL_ATTRIBUTES, who, 'ACL')})
+                           'attributes': _attributes(entry.get('attributes'), ACL_ATTRIBUTES, who, 'ACL attribute')})
     with_chap = [i['iqn'] for i in initiators if i['chap']]
     if with_chap and len(with_chap) != len(initiators):
         raise ValidationError('%s: CHAP is on for some initiators and off for others; LIO enforces it per '
@@ -143,12 +143,8 @@ def normalize(spec):
 
     attributes = {'generate_node_acls': '0', 'cache_dynamic_acls': '0', 'demo_mode_write_protect': '1',
                   'authentication': '1' if with_chap else '0'}
-    attributes.update(_attributes(spec.get('attributes'), TPG_ATTRIBUTES, what, 'TPG'))
-    parameters = {}
-    for name, value in (spec.get('parameters') or {}).items():
-        if name not in TPG_PARAMETERS:
-            raise ValidationError('%s: unknown TPG parameter %r (known: %s)' % (what, name, ', '.join(sorted(TPG_PARAMETERS))))
-        parameters[name] = _value(value)
+    attributes.update(_attributes(spec.get('attributes'), TPG_ATTRIBUTES, what, 'TPG attribute'))
+    parameters = _attributes(spec.get('parameters'), TPG_PARAMETERS, what, 'TPG parameter')
 
     return {
         'iqn': iqn,
