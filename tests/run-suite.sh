@@ -49,20 +49,27 @@ for scenario in extensions/molecule/*/molecule.yml; do
     stage "scenario $name" molecule test -s "$name"
 done
 
+# Why a stage failed, in a few lines: a CI log may keep only the last 25 or so.
+# For Ansible, each failure not followed by "...ignoring", with its task name;
+# otherwise pytest's and ansible-test's error lines.
 why_failed() {
     local log="$logdir/${1// /_}.log"
-    echo
-    echo "=== why $1 failed (from $log)"
-    # Ansible's failures, pytest's and ansible-test's errors, then the tail.
-    grep -n -E -A12 'fatal: |failed: \[|^(FAILED|ERROR)|^E  |ERROR: ' "$log" | head -n 80
-    echo "--- last lines"
-    tail -n 25 "$log"
+    awk -v stage="$1" '
+        function flush() { if (pending != "") out[n++] = pending; pending = "" }
+        /^TASK \[/ { flush(); task = $0; sub(/^TASK \[/, "", task); sub(/\] \**$/, "", task) }
+        # ansible-core 2.19 prints the message on one line first; older ones only after fatal.
+        /^\[ERROR\]: Task failed: / { pending = stage ": " task ": " substr($0, 1, 600); next }
+        /^(fatal: |failed: \[)/ { if (pending == "") pending = stage ": " task ": " substr($0, 1, 400); next }
+        /^\.\.\.ignoring/ { pending = ""; next }
+        /^(FAILED |ERROR: |E  )/ { out[n++] = stage ": " substr($0, 1, 300) }
+        END { flush(); for (i = (n > 4 ? n - 4 : 0); i < n; i++) print out[i] }' "$log"
 }
 
 echo
-for name in "${failures[@]}"; do why_failed "$name"; done
-echo
-echo "suite took $(($(date +%s) - suite_start)) s"
-[ "$failed" -eq 0 ] || echo "failed stages: ${failures[*]}"
+echo "suite took $(($(date +%s) - suite_start)) s (logs of each stage: $logdir)"
+if [ "$failed" -ne 0 ]; then
+    echo "failed stages: ${failures[*]}"
+    for name in "${failures[@]}"; do why_failed "$name"; done
+fi
 echo "suite: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
