@@ -16,6 +16,10 @@ from vdisk_api import rules
 DEFAULTS = {
     'address': '0.0.0.0',
     'port': 8443,
+    # A path: listen there for plain HTTP instead of HTTPS on address:port,
+    # behind a TLS front (nginx) on the same host. Under systemd the socket
+    # comes from vdisk-api.socket (socket activation) instead.
+    'unix_socket': '',
     # 0: one worker process per CPU. TLS handshakes are CPU-bound and the GIL
     # serializes them within a process, so the storm scales with processes.
     'workers': 0,
@@ -31,8 +35,10 @@ DEFAULTS = {
     'initiator_iqn_prefix': rules.DEFAULT_IQN_PREFIX,
     'max_body_bytes': 64 * 1024,
     'backlog': 4096,
-    # Per worker: connections in progress (handshake or open). More wait in
-    # the kernel's accept queue (backlog), first come first served.
+    # Per worker, when the service serves HTTPS itself: connections in
+    # progress (handshake or open). More wait in the kernel's accept queue
+    # (backlog), first come first served. Behind the front (unix_socket) the
+    # front bounds the connections and this is not used.
     'max_connections': 64,
     'log_level': 'info',
 }
@@ -60,6 +66,10 @@ def load(path):
             raise ConfigError('%s must be a non-negative integer' % key)
     if config['max_connections'] < 1:
         raise ConfigError('max_connections must be at least 1')
+    if not isinstance(config['unix_socket'], str):
+        raise ConfigError('unix_socket must be a string')
+    if config['unix_socket'] and not os.path.isabs(config['unix_socket']):
+        raise ConfigError('unix_socket must be an absolute path')
     if not 0 < config['port'] < 65536:
         raise ConfigError('port must be 1-65535')
     if not isinstance(config['advertised_portals'], list):

@@ -38,6 +38,7 @@ HEADER_TIMEOUT = 10.0  # a whole request head must arrive within this
 BODY_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 15.0
 HANDSHAKE_TIMEOUT = 5.0
+UNIX_CONNECTION_LIMIT = 16384  # per worker, behind the front (see WorkerServer)
 LINGER_TIMEOUT = 1.0  # after an early 413, wait this long for more of the body
 
 # CPython 3.11's SSLProtocol allocates (and zeroes) a 256 KiB read buffer per
@@ -256,6 +257,12 @@ class WorkerServer:
         # FIFO order, instead of all progressing slowly together in the loop
         # (where every handshake would take N times longer and time out).
         self.limit = config['max_connections']
+        if config['unix_socket']:
+            # Behind the front there is no handshake to pace, and the front
+            # keeps idle connections to reuse: a small limit would fill with
+            # those and leave new requests waiting in the socket's queue. The
+            # front bounds the connections (its limits are the clients').
+            self.limit = UNIX_CONNECTION_LIMIT
         self.inflight = 0
         self.accepting = False
         self.stopping = False
@@ -275,7 +282,7 @@ class WorkerServer:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(self._exception_handler)
-        context = make_ssl_context(self.config)
+        context = None if self.config['unix_socket'] else make_ssl_context(self.config)
         stop = self.loop.create_future()
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, lambda: stop.done() or stop.set_result(None))
@@ -328,8 +335,9 @@ class WorkerServer:
 
     async def _handshake(self, conn):
         try:
-            await self.loop.connect_accepted_socket(lambda: HttpProtocol(self), conn, ssl=self.context,
-                                                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+            await self.loop.connect_accepted_socket(
+                lambda: HttpProtocol(self), conn, ssl=self.context,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.context else None)
         except (OSError, ssl.SSLError, asyncio.TimeoutError, asyncio.CancelledError):
             # No protocol was connected, so nobody else releases the slot.
             self.metrics.handshake_error()
@@ -359,6 +367,40 @@ def make_ssl_context(config):
     return context
 
 
+SD_LISTEN_FDS_START = 3
+
+
+def unix_socket(config):
+    """The plain-HTTP socket behind the TLS front, shared by the forked workers.
+
+    Under systemd it is vdisk-api.socket's (socket activation: systemd owns
+    the path, its owner and mode, and keeps it, with its queue, across
+    restarts of the service). Run by hand, the service binds it itself (0660).
+    """
+    if os.environ.get('LISTEN_PID') == str(os.getpid()) and os.environ.get('LISTEN_FDS') == '1':
+        for name in ('LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES'):
+            os.environ.pop(name, None)
+        sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+        if sock.family != socket.AF_UNIX or sock.getsockname() != config['unix_socket']:
+            raise ValueError('the socket passed by systemd is %r, not unix_socket %s'
+                             % (sock.getsockname(), config['unix_socket']))
+    else:
+        path = config['unix_socket']
+        try:
+            os.unlink(path)  # a stale socket of an earlier run
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o117)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        sock.listen(config['backlog'])
+    sock.setblocking(False)
+    return sock
+
+
 def make_socket(config, listen=True):
     address = config['address']
     family = socket.AF_INET6 if ':' in address else socket.AF_INET
@@ -374,11 +416,11 @@ def make_socket(config, listen=True):
     return sock
 
 
-def run_worker(config, metrics, index):
+def run_worker(config, metrics, index, shared=None):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        sock = make_socket(config)
+        sock = shared or make_socket(config)
         WorkerServer(config, metrics, index).run(sock)
     except Exception:  # pylint: disable=broad-exception-caught
         log.exception('worker %d failed', index)
@@ -388,12 +430,16 @@ def run_worker(config, metrics, index):
 
 def serve(config):
     store.migrate(config['database'])
-    # Fail in the parent, with a clear message, on what every worker needs.
-    make_ssl_context(config)
+    shared = None
+    if config['unix_socket']:
+        shared = unix_socket(config)
+    else:
+        # Fail in the parent, with a clear message, on what every worker needs.
+        make_ssl_context(config)
+        probe = make_socket(config, listen=False)  # fail early if the port is taken
+        probe.close()
     # A bad admin token file turns admin access off (logged by each worker);
     # devices must still get their boot records, so it does not stop the service.
-    probe = make_socket(config, listen=False)  # fail early if the port is taken
-    probe.close()
     metrics = metrics_mod.Metrics(config['workers'])
     children = {}
     stopping = []
@@ -401,7 +447,7 @@ def serve(config):
     def spawn(index):
         pid = os.fork()
         if pid == 0:
-            run_worker(config, metrics, index)
+            run_worker(config, metrics, index, shared)
         children[pid] = index
 
     def stop(signum, _frame):
@@ -416,8 +462,10 @@ def serve(config):
     signal.signal(signal.SIGINT, stop)
     for index in range(config['workers']):
         spawn(index)
-    log.info('vdisk-api %s listening on https://%s:%d with %d workers (database %s)', __version__,
-             config['address'], config['port'], config['workers'], config['database'])
+    where = ('http+unix://%s' % config['unix_socket'] if shared
+             else 'https://%s:%d' % (config['address'], config['port']))
+    log.info('vdisk-api %s listening on %s with %d workers (database %s)', __version__, where,
+             config['workers'], config['database'])
     restarts = []
     while children:
         try:
@@ -450,7 +498,8 @@ def main(argv=None):
         config = config_mod.load(args.config)
         log.setLevel(config['log_level'].upper())
         if args.check_config:
-            make_ssl_context(config)
+            if not config['unix_socket']:
+                make_ssl_context(config)
             config_mod.read_admin_token_file(config['admin_token_file'])
             print('configuration OK')
             return 0
