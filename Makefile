@@ -19,8 +19,10 @@ export ANSIBLE_HOME := $(CURDIR)/.ansible
 export NO_COLOR := 1
 
 # Debian packages the controller needs (the lab VMs get theirs from lab/image/).
+# nginx-light: tests/api run the API behind the role's nginx front (the binary
+# only: an nginx.service this installs is stopped and disabled again).
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs python3-venv \
-                openssh-client shellcheck git ca-certificates
+                openssh-client shellcheck git ca-certificates nginx-light
 
 .PHONY: help setup deps venv image demo demo-down test test-unit sanity lint \
         test-collection test-lab scenario collection clean
@@ -37,6 +39,7 @@ deps: .deps.stamp
 	if [ -n "$$missing" ]; then \
 	    echo "setup: installing Debian packages:" $$missing; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	    case " $$missing " in *" nginx-light "*) systemctl disable --now nginx.service 2>/dev/null || true;; esac; \
 	fi
 	@touch $@
 
@@ -69,7 +72,7 @@ sanity: venv
 
 lint: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint
-	shellcheck lab/*.sh lab/image/*.sh lab/demo/*.sh tests/*.sh benchmarks/*/*.sh .ci/run
+	shellcheck lab/*.sh lab/image/*.sh lab/demo/*.sh tests/*.sh benchmarks/*/*.sh roles/*/files/*.sh .ci/run
 	shellcheck -x -P roles/dracut_overlay/files/90clusterducks-vdisk roles/dracut_overlay/files/90clusterducks-vdisk/*.sh
 
 test-collection: venv

@@ -123,14 +123,82 @@ def free_port():
         return sock.getsockname()[1]
 
 
-class Service:
-    """One storage API process tree (parent + workers) on 127.0.0.1."""
+ROLE_DIR = os.path.join(REPO, 'roles', 'storage_api')
+NGINX = '/usr/sbin/nginx'
 
-    def __init__(self, root, pki_dir, workers=2):
+
+def render_front_config(path, variables):
+    """The role's own nginx configuration template, rendered with its defaults
+    and ``variables`` (the tests run the front exactly as the role writes it)."""
+    import jinja2  # pylint: disable=import-outside-toplevel
+    import yaml  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(ROLE_DIR, 'defaults', 'main.yml'), encoding='utf-8') as handle:
+        context = yaml.safe_load(handle)
+    with open(os.path.join(ROLE_DIR, 'vars', 'main.yml'), encoding='utf-8') as handle:
+        context.update(yaml.safe_load(handle))
+    context.update(variables, ansible_managed='rendered by tests/api')
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROLE_DIR, 'templates')),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters['basename'] = os.path.basename
+    with open(path, 'w', encoding='utf-8') as handle:
+        handle.write(env.get_template('front-nginx.conf.j2').render(context))
+
+
+class Front:
+    """The API's TLS front: Debian's nginx with the role's configuration."""
+
+    def __init__(self, root, pki_dir, socket_path, port, workers=2, **variables):
+        self.root = root
+        self.conf = os.path.join(root, 'front-nginx.conf')
+        self.log = os.path.join(root, 'front.log')
+        self.proc = None
+        run = os.path.join(root, 'run')
+        tls = os.path.join(root, 'tls')
+        for directory in (run, tls):
+            os.makedirs(directory, exist_ok=True)
+        for name in ('server.crt', 'server.key'):
+            if not os.path.exists(os.path.join(tls, name)):
+                os.symlink(os.path.join(pki_dir, name), os.path.join(tls, name))
+        settings = {'storage_api_address': '127.0.0.1', 'storage_api_port': port, 'storage_api_workers': workers,
+                    'storage_api_log_level': 'info', 'storage_api_config_dir': root, 'storage_api_socket': socket_path,
+                    '_storage_api_front_run': run, 'storage_api_front_worker_connections': 8192}
+        settings.update(variables)
+        render_front_config(self.conf, settings)
+
+    def start(self):
+        import resource  # pylint: disable=import-outside-toplevel
+
+        def limits():
+            # As the unit's LimitNOFILE does (nginx takes the limit it is given).
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        with open(self.log, 'ab') as log:
+            # As root here, nginx would run its workers as nobody, who cannot reach the socket.
+            self.proc = subprocess.Popen([NGINX, '-e', 'stderr', '-c', self.conf, '-g', 'daemon off; user root root;'],
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=limits)  # pylint: disable=subprocess-popen-preexec-fn
+        return self
+
+    def pids(self):
+        out = subprocess.run(['pgrep', '-g', str(self.proc.pid)], capture_output=True, text=True, check=False)
+        return [int(pid) for pid in out.stdout.split()]
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+
+
+class Service:
+    """One storage API process tree (parent + workers) behind its TLS front on 127.0.0.1."""
+
+    def __init__(self, root, pki_dir, workers=2, **front_variables):
         self.root = root
         self.ca = os.path.join(pki_dir, 'ca.crt')
         self.port = free_port()
         self.url = 'https://127.0.0.1:%d' % self.port
+        self.socket = os.path.join(root, 'api.sock')
+        self.front = Front(os.path.join(root, 'front'), pki_dir, self.socket, self.port, workers, **front_variables)
         self.db = os.path.join(root, 'state', 'state.db')
         self.save_file = os.path.join(root, 'saveconfig.json')
         self.pool = os.path.join(root, 'pool')
@@ -148,7 +216,7 @@ class Service:
             os.chmod(self.admin_file, 0o600)
         self.config = os.path.join(root, 'config.json')
         with open(self.config, 'w', encoding='utf-8') as handle:
-            json.dump({'address': '127.0.0.1', 'port': self.port, 'workers': workers,
+            json.dump({'address': '127.0.0.1', 'port': self.port, 'workers': workers, 'unix_socket': self.socket,
                        'tls_cert': os.path.join(pki_dir, 'server.crt'),
                        'tls_key': os.path.join(pki_dir, 'server.key'),
                        'database': self.db, 'admin_token_file': self.admin_file,
@@ -161,6 +229,8 @@ class Service:
         with open(self.log, 'ab') as log:
             self.proc = subprocess.Popen([SERVICE_PYTHON, '-m', 'vdisk_api', '--config', self.config],
                                          stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        if self.front.proc is None or self.front.proc.poll() is not None:
+            self.front.start()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -174,8 +244,12 @@ class Service:
         raise RuntimeError('service did not come up: %s' % self.read_log())
 
     def read_log(self):
-        with open(self.log, encoding='utf-8', errors='replace') as handle:
-            return handle.read()
+        text = ''
+        for path in (self.log, self.front.log):
+            if os.path.exists(path):
+                with open(path, encoding='utf-8', errors='replace') as handle:
+                    text += handle.read()
+        return text
 
     def kill(self, sig=signal.SIGKILL):
         # The whole process group: parent and workers (a real power-cut of the service).
@@ -185,6 +259,7 @@ class Service:
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.kill(signal.SIGTERM)
+        self.front.stop()
 
     def session(self, token=ADMIN_TOKEN):
         session = requests.Session()
