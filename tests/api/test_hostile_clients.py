@@ -184,7 +184,7 @@ def test_devices_get_their_records_under_4064_hostile_connections(front_service,
         assert held == {'never TLS': NEVER_TLS, 'TLS then nothing': TLS_THEN_NOTHING,
                         'stalled mid-request': STALLED_MID_REQUEST, 'trickling a body': TRICKLING_BODIES}, attack.counts
         times = []
-        for _ in range(40):
+        for _attempt in range(40):
             status, seconds = _fetch_record(front_service, device)
             assert status == 200
             times.append(seconds)
@@ -209,7 +209,7 @@ def test_the_per_client_limit_answers_429(front_service):
         async def trickle_from(address, count):
             context = ssl.create_default_context(cafile=front_service.ca)
             answers = []
-            for _ in range(count):
+            for _attempt in range(count):
                 sock = socket.socket()
                 sock.setblocking(False)
                 sock.bind((address, 0))
@@ -321,7 +321,7 @@ def test_socket_activation_serves_the_socket_systemd_passes(tmp_path, pki):
     try:
         with socket.socket(socket.AF_UNIX) as conn:
             conn.connect(other)  # the activation starts the service, which refuses the socket
-        out, _ = proc.communicate(timeout=20)
+        out, _err = proc.communicate(timeout=20)
         assert proc.returncode == 1
         assert 'not unix_socket' in out.decode()
     finally:
