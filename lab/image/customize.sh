@@ -26,6 +26,10 @@ chroot "$root" systemctl mask \
     systemd-networkd-wait-online.service \
     apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer \
     fstrim.timer e2scrub_reap.service
+# nginx-light is in the image for the storage API's front, which is a unit of
+# its own. Debian's nginx.service (a default site on port 80) is not wanted on
+# any lab VM, and fails to start on a kernel booted with ipv6.disable=1.
+chroot "$root" systemctl disable nginx.service
 
 # Small, uncompressed, generic initramfs for a virtio root disk. No network in
 # it: the real root's systemd-network-generator configures eth1 from ip= (an
