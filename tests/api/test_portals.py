@@ -29,3 +29,25 @@ from vdisk_api import inventory  # noqa: E402  (the service's own package, from 
 ])
 def test_portals_are_bracketed(portals, advertised, expected):
     assert inventory._portals({'portals': portals}, advertised) == expected
+
+
+def test_a_save_file_the_api_may_not_see_is_an_outage_not_an_empty_lio(monkeypatch, tmp_path):
+    """targetcli saveconfig leaves its directory 0600: without the search bit
+    the API must say it cannot read the file, not that a vDisk has no target."""
+    save = tmp_path / 'saveconfig.json'
+    save.write_text('{"storage_objects": [], "targets": []}')
+    lio = inventory.Lio(str(save))
+    assert lio.snapshot()[1]['objects'] == {}
+    real_stat = inventory.os.stat
+
+    def denied(path, *args, **kwargs):
+        if str(path) == str(save):
+            raise PermissionError(13, 'Permission denied', str(path))
+        return real_stat(path, *args, **kwargs)
+    monkeypatch.setattr(inventory.os, 'stat', denied)
+    with pytest.raises(inventory.ResolveError, match='cannot read .*Permission denied'):
+        lio.snapshot()
+    # A missing file is a LIO without targets (nothing saved yet).
+    monkeypatch.setattr(inventory.os, 'stat', real_stat)
+    save.unlink()
+    assert lio.snapshot() == (None, {'objects': {}, 'targets': {}, 'exports': {}})

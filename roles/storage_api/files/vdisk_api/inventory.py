@@ -42,7 +42,15 @@ class _Cached:
         self._lock = threading.Lock()
 
     def get(self):
-        stamp = _stamp(self.path)
+        try:
+            info = os.stat(self.path)
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        except OSError as exc:
+            # Not "no targets": a file we may not see (targetcli saveconfig
+            # takes the search bit off its directory) is an outage, said so.
+            raise ResolveError('cannot read %s: %s' % (self.path, exc))
         cached_stamp, value = self._cache
         if stamp is not None and stamp == cached_stamp:
             return stamp, value
