@@ -85,14 +85,7 @@ http {{
   scgi_temp_path {dir}/ngx-scgi;
   server {{
     listen 127.0.0.1:{port} ssl reuseport backlog=4096;
-    ssl_certificate {dir}/server.crt;
-    ssl_certificate_key {dir}/server.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    # Same as the API: devices never resume, so no tickets and no cache.
-    ssl_session_tickets off;
-    ssl_session_cache off;
-    keepalive_timeout 15s;
-    location /api/v1/boot/ {{
+{tls}    location /api/v1/boot/ {{
       root {dir}/www;
       default_type application/json;
       add_header Cache-Control no-store;
@@ -103,17 +96,11 @@ http {{
   # Unix socket (its unix_socket setting), over kept-alive upstream connections.
   upstream vdisk_api {{
     server unix:{dir}/api.sock;
-    keepalive 64;
+    keepalive 32;
   }}
   server {{
     listen 127.0.0.1:{front_port} ssl reuseport backlog=4096;
-    ssl_certificate {dir}/server.crt;
-    ssl_certificate_key {dir}/server.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_tickets off;
-    ssl_session_cache off;
-    keepalive_timeout 15s;
-    location / {{
+{tls}    location / {{
       proxy_pass http://vdisk_api;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -121,6 +108,17 @@ http {{
     }}
   }}
 }}
+"""
+
+# Both servers' TLS: as the API's and the role's front (devices never resume,
+# so no tickets and no cache).
+NGINX_TLS = """    ssl_certificate {dir}/server.crt;
+    ssl_certificate_key {dir}/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;
+    ssl_session_tickets off;
+    ssl_session_cache off;
+    keepalive_timeout 15s;
 """
 
 
@@ -383,7 +381,8 @@ def main():
         with open(os.path.join(directory, 'www', 'boot.json'), 'wb') as handle:
             handle.write(body)
         with open(os.path.join(directory, 'nginx.conf'), 'w', encoding='utf-8') as handle:
-            handle.write(NGINX_CONF.format(workers=args.workers, dir=directory, port=nginx_port, front_port=front_port))
+            handle.write(NGINX_CONF.format(workers=args.workers, dir=directory, port=nginx_port, front_port=front_port,
+                                           tls=NGINX_TLS.format(dir=directory)))
         # The API again, as the application behind nginx (same database).
         unix_proc = start_api(directory, api_port, args.workers, args.max_connections,
                               unix_socket=os.path.join(directory, 'api.sock'), nice=args.api_nice)
