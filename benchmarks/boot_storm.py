@@ -96,7 +96,7 @@ http {{
   # Unix socket (its unix_socket setting), over kept-alive upstream connections.
   upstream vdisk_api {{
     server unix:{dir}/api.sock;
-    keepalive 32;
+    keepalive {keepalive};
   }}
   server {{
     listen 127.0.0.1:{front_port} ssl reuseport backlog=4096;
@@ -349,6 +349,8 @@ def main():
     parser.add_argument('--max-connections', type=int, help="the API's max_connections per worker (default: its own)")
     parser.add_argument('--threads', type=int, default=2, help='wrk threads')
     parser.add_argument('--api-nice', type=int, default=0, help='nice value of the API behind nginx')
+    parser.add_argument('--front-keepalive', type=int, default=256,
+                        help="idle upstream connections nginx keeps per worker (the role's: 256)")
     parser.add_argument('--only', choices=('api', 'front', 'nginx'), action='append',
                         help='run only these servers (default: all three)')
     parser.add_argument('--json', help='also write the results to this file')
@@ -382,7 +384,7 @@ def main():
             handle.write(body)
         with open(os.path.join(directory, 'nginx.conf'), 'w', encoding='utf-8') as handle:
             handle.write(NGINX_CONF.format(workers=args.workers, dir=directory, port=nginx_port, front_port=front_port,
-                                           tls=NGINX_TLS.format(dir=directory)))
+                                           tls=NGINX_TLS.format(dir=directory), keepalive=args.front_keepalive))
         # The API again, as the application behind nginx (same database).
         unix_proc = start_api(directory, api_port, args.workers, args.max_connections,
                               unix_socket=os.path.join(directory, 'api.sock'), nice=args.api_nice)
