@@ -349,6 +349,8 @@ def main():
     parser.add_argument('--max-connections', type=int, help="the API's max_connections per worker (default: its own)")
     parser.add_argument('--threads', type=int, default=2, help='wrk threads')
     parser.add_argument('--api-nice', type=int, default=0, help='nice value of the API behind nginx')
+    parser.add_argument('--api-workers', type=int, default=0,
+                        help='worker processes of the API behind nginx (default: --workers)')
     parser.add_argument('--front-keepalive', type=int, default=256,
                         help="idle upstream connections nginx keeps per worker (the role's: 256)")
     parser.add_argument('--only', choices=('api', 'front', 'nginx'), action='append',
@@ -386,7 +388,7 @@ def main():
             handle.write(NGINX_CONF.format(workers=args.workers, dir=directory, port=nginx_port, front_port=front_port,
                                            tls=NGINX_TLS.format(dir=directory), keepalive=args.front_keepalive))
         # The API again, as the application behind nginx (same database).
-        unix_proc = start_api(directory, api_port, args.workers, args.max_connections,
+        unix_proc = start_api(directory, api_port, args.api_workers or args.workers, args.max_connections,
                               unix_socket=os.path.join(directory, 'api.sock'), nice=args.api_nice)
         procs.append(unix_proc)
         deadline = time.monotonic() + 20
