@@ -23,12 +23,20 @@ class ResolveError(Exception):
     """An assignment cannot be turned into a boot record; the message says why."""
 
 
-def _stamp(path):
+def _file_stamp(path):
+    """(mtime, size, inode), None if the file does not exist; OSError otherwise."""
     try:
         info = os.stat(path)
-    except OSError:
+    except FileNotFoundError:
         return None
     return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+def _stamp(path):
+    try:
+        return _file_stamp(path)
+    except OSError:
+        return None
 
 
 class _Cached:
@@ -43,10 +51,7 @@ class _Cached:
 
     def get(self):
         try:
-            info = os.stat(self.path)
-            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
-        except FileNotFoundError:
-            stamp = None
+            stamp = _file_stamp(self.path)
         except OSError as exc:
             # Not "no targets": a file we may not see (targetcli saveconfig
             # takes the search bit off its directory) is an outage, said so.
