@@ -65,6 +65,12 @@ why_failed() {
         END { flush(); for (i = (n > 4 ? n - 4 : 0); i < n; i++) print out[i] }' "$log"
 }
 
+# The VMs' console logs (kept by cdlab destroy) go beside the stage logs: a
+# CI clone, and the lab state inside it, is gone after the run.
+if [ -d .lab/logs ]; then
+    cp -r .lab/logs "$logdir/consoles"
+fi
+
 echo
 echo "suite took $(($(date +%s) - suite_start)) s (logs of each stage: $logdir)"
 if [ "$failed" -ne 0 ]; then

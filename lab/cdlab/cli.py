@@ -10,6 +10,7 @@ from .commands import (cmd_console, cmd_define, cmd_destroy, cmd_golden, cmd_ima
                        cmd_start, cmd_status, cmd_stop, cmd_up, cmd_wait_console)
 from .common import LabError
 from .net import STORAGE_NET
+from .vm import STOP_TIMEOUT
 
 DESCRIPTION = "cdlab: the clusterducks.vdisk VM lab."
 
@@ -82,7 +83,7 @@ def main(argv=None):
 
     s = sub.add_parser("stop", help="clean ACPI power-off (power-cut after --timeout)")
     s.add_argument("names", nargs="*")
-    s.add_argument("--timeout", type=int, default=90)
+    s.add_argument("--timeout", type=int, default=STOP_TIMEOUT)
     s.set_defaults(func=cmd_stop)
 
     for name, func, helptext in (

@@ -4,6 +4,7 @@ process (start, clean power-off, power-cut)."""
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,13 @@ from .net import FIRST_HOST, STORAGE_NET, free_port, port_is_free
 from .qemu import qemu_command
 from .refs import record_state_root
 from .ssh import ssh_command, ssh_ok
+
+
+# A clean power-off takes seconds under KVM and 10-20 s under TCG, but a
+# TCG guest on a busy host can stall for 30-40 s at a time (CI saw it): the
+# bound must catch a hang, not a slow host. What makes a shutdown unclean is
+# read from the console (stop_all reports the units systemd waited on).
+STOP_TIMEOUT = 180
 
 
 def parse_size(text):
@@ -194,9 +202,9 @@ class VM:
             self.wait_exit(10)
         return pid is not None
 
-    def stop(self, timeout=90):
+    def stop(self, timeout=None):
         """Clean shutdown through ACPI; a power-cut if the guest ignores it."""
-        return stop_all([self], timeout) == [self]
+        return stop_all([self], timeout or STOP_TIMEOUT) == [self]
 
     # -- access -------------------------------------------------------------
 
@@ -224,9 +232,27 @@ class VM:
         }
 
 
-def stop_all(vms, timeout=90):
+# What systemd prints while a unit holds the shutdown up.
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+STOP_JOB = re.compile(r"A stop job is running for (.+?) \(\d")
+
+
+def shutdown_report(vm):
+    """What the console of VM's last shutdown says: the units systemd waited
+    on ('A stop job is running for ...'), and the console's last lines."""
+    with contextlib.suppress(FileNotFoundError):
+        with open(vm.file("console.log"), "rb") as f:
+            text = ANSI.sub("", f.read().decode("utf-8", "replace"))
+        waited = sorted(set(m.group(1).strip() for m in STOP_JOB.finditer(text)))
+        tail = [line.strip() for line in text.splitlines() if line.strip()][-25:]
+        return waited, tail
+    return [], []
+
+
+def stop_all(vms, timeout=STOP_TIMEOUT):
     """Clean ACPI power-off of several VMs at once; a power-cut for any that
-    ignores it. Logs how long each took; returns the VMs that were running."""
+    ignores it. Logs how long each took and any unit the shutdown waited on
+    (so a slow power-off names its cause); returns the VMs that were running."""
     running = [vm for vm in vms if vm.running]
     started = time.monotonic()
     for vm in running:
@@ -234,7 +260,14 @@ def stop_all(vms, timeout=90):
     for vm in running:
         if vm.wait_exit(max(1, timeout - (time.monotonic() - started))):
             log("%s powered off in %.1f s" % (vm.name, time.monotonic() - started))
+            waited, _ = shutdown_report(vm)
+            if waited:
+                log("%s: shutdown waited on: %s" % (vm.name, "; ".join(waited)))
         else:
-            log("%s did not power off in %d s: killing it" % (vm.name, timeout))
+            waited, tail = shutdown_report(vm)
+            log("%s did not power off in %d s: killing it; its console's last lines:\n  %s"
+                % (vm.name, timeout, "\n  ".join(tail)))
+            if waited:
+                log("%s: shutdown waited on: %s" % (vm.name, "; ".join(waited)))
             vm.kill()
     return running

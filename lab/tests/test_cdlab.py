@@ -243,3 +243,25 @@ def test_demo_imports_the_package_for_collections_dir(state):
     assert result.stdout.strip() == str(state / "state" / "collections")
     link = state / "state" / "collections" / "ansible_collections" / "clusterducks" / "vdisk"
     assert os.path.realpath(link) == os.path.realpath(os.path.join(LAB, ".."))
+
+
+def test_shutdown_report_names_the_units_systemd_waited_on(state):
+    from cdlab.vm import shutdown_report
+    lab = cdlab.Lab("t")
+    vm = fake_vm(lab, "device", False, 0)
+    with open(vm.file("console.log"), "wb") as f:
+        f.write(b"[  OK  ] Stopped ssh.service\r\n"
+                b"[  \x1b[0;31m*\x1b[0;1;31m*\x1b[0m] A stop job is running for "
+                b"\x1b[0;1;39mUser Manager for UID 0\x1b[0m (12s / 1min 30s)\r\n"
+                b"[  \x1b[0;31m*\x1b[0m] A stop job is running for "
+                b"\x1b[0;1;39mUser Manager for UID 0\x1b[0m (13s / 1min 30s)\r\n"
+                b"[  225.257917] reboot: Power down\r\n")
+    waited, tail = shutdown_report(vm)
+    assert waited == ["User Manager for UID 0"]
+    assert tail[-1] == "[  225.257917] reboot: Power down"
+
+
+def test_shutdown_report_without_a_console(state):
+    from cdlab.vm import shutdown_report
+    vm = fake_vm(cdlab.Lab("t"), "device", False, 0)
+    assert shutdown_report(vm) == ([], [])
