@@ -23,6 +23,7 @@ from .ssh import ssh_command, ssh_ok
 # bound must catch a hang, not a slow host. What makes a shutdown unclean is
 # read from the console (stop_all reports the units systemd waited on).
 STOP_TIMEOUT = 180
+ACPI_GRACE = 60
 
 
 def parse_size(text):
@@ -214,6 +215,15 @@ class VM:
     def ssh_ok(self):
         return ssh_ok(self.conf)
 
+    def ssh_run(self, argv, timeout=30):
+        """Run a command over SSH; its stripped output, or None if it could not run."""
+        try:
+            result = subprocess.run(self.ssh_command(argv), capture_output=True, text=True, check=False,
+                                    stdin=subprocess.DEVNULL, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return result.stdout.strip() if result.returncode != 255 else None
+
     def describe(self):
         conf = self.conf
         return {
@@ -252,13 +262,27 @@ def shutdown_report(vm):
 def stop_all(vms, timeout=STOP_TIMEOUT):
     """Clean ACPI power-off of several VMs at once; a power-cut for any that
     ignores it. Logs how long each took and any unit the shutdown waited on
-    (so a slow power-off names its cause); returns the VMs that were running."""
+    (so a slow power-off names its cause); returns the VMs that were running.
+
+    The power button is systemd-logind's to handle: a guest whose logind has
+    not started yet (its boot is still finishing on a starved TCG host) drops
+    the press. A guest that is still not shutting down after ACPI_GRACE is
+    asked over SSH (systemctl poweroff: the same clean shutdown), and the log
+    says so."""
     running = [vm for vm in vms if vm.running]
     started = time.monotonic()
     for vm in running:
         vm.qmp("system_powerdown")
     for vm in running:
-        if vm.wait_exit(max(1, timeout - (time.monotonic() - started))):
+        exited = vm.wait_exit(max(1, ACPI_GRACE - (time.monotonic() - started)))
+        if not exited:
+            state = vm.ssh_run(["systemctl", "is-system-running"])
+            if state != "stopping":
+                log("%s ignored the ACPI power button (system state: %s): systemctl poweroff over SSH"
+                    % (vm.name, state or "no answer"))
+                vm.ssh_run(["systemctl", "--no-block", "poweroff"])
+            exited = vm.wait_exit(max(1, timeout - (time.monotonic() - started)))
+        if exited:
             log("%s powered off in %.1f s" % (vm.name, time.monotonic() - started))
             waited, _ = shutdown_report(vm)
             if waited:

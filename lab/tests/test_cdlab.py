@@ -265,3 +265,11 @@ def test_shutdown_report_without_a_console(state):
     from cdlab.vm import shutdown_report
     vm = fake_vm(cdlab.Lab("t"), "device", False, 0)
     assert shutdown_report(vm) == ([], [])
+
+
+def test_a_variant_has_its_own_key_and_leaves_the_lab_image_alone(recipe):
+    base = cdlab.recipe_hash(recipe)
+    os.makedirs(os.path.join(recipe, "variants"))
+    with open(os.path.join(recipe, "variants", "extra.txt"), "w") as f:
+        f.write("zfs-dkms\n")
+    assert cdlab.recipe_hash(recipe) == base
