@@ -24,6 +24,7 @@ def main(argv=None):
     s = sub.add_parser("image", help="build (or find cached) the VM image; print its directory")
     s.add_argument("--rebuild", action="store_true")
     s.add_argument("--prune", action="store_true", help="delete every other cached image")
+    s.add_argument("--variant", help="the lab image plus lab/image/variants/VARIANT.txt (e.g. backends)")
     s.set_defaults(func=cmd_image)
 
     for name, func, helptext in (

@@ -18,7 +18,7 @@ from .vm import stop_all
 
 
 def cmd_image(args):
-    path = ensure_image(rebuild=args.rebuild)
+    path = ensure_image(rebuild=args.rebuild, variant=args.variant)
     if args.prune:
         prune_images(keep=path)
     print(path)

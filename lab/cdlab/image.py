@@ -12,9 +12,12 @@ from .refs import images_in_use
 
 
 def recipe_hash(recipe_dir=IMAGE_RECIPE):
-    """Hash of every file under the recipe: path, executable bit and content."""
+    """Hash of every file under the recipe: path, executable bit and content.
+    The variants' package lists are not part of it (each variant's key is)."""
     digest = hashlib.sha256()
     for top, dirs, files in os.walk(recipe_dir):
+        if top == os.fspath(recipe_dir) and "variants" in dirs:
+            dirs.remove("variants")
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(top, name)
@@ -29,6 +32,23 @@ def recipe_hash(recipe_dir=IMAGE_RECIPE):
 IMAGE_FILES = ("rootfs.img", "vmlinuz", "initrd.img", "id_ed25519", "manifest.txt")
 
 
+# An image variant is the lab image plus lab/image/variants/<name>.txt (more
+# packages, built on this host, never inside a TCG guest); the benchmarks use
+# one for backends that only some storage hosts have (LVM thin, ZFS). Its key
+# is the lab image's plus its name and a hash of its list.
+VARIANTS = os.path.join(IMAGE_RECIPE, "variants")
+
+
+def variant_key(variant=None):
+    if not variant:
+        return recipe_hash()
+    path = os.path.join(VARIANTS, variant + ".txt")
+    if not os.path.isfile(path):
+        raise LabError("no image variant %r (lab/image/variants/*.txt)" % variant)
+    with open(path, "rb") as f:
+        return "%s-%s-%s" % (recipe_hash(), variant, hashlib.sha256(f.read()).hexdigest()[:8])
+
+
 def image_dir(key=None):
     return os.path.join(cache_dir(), "images", key or recipe_hash())
 
@@ -37,8 +57,8 @@ def image_ready(path):
     return all(os.path.exists(os.path.join(path, f)) for f in IMAGE_FILES)
 
 
-def ensure_image(rebuild=False):
-    path = image_dir()
+def ensure_image(rebuild=False, variant=None):
+    path = image_dir(variant_key(variant))
     with locked(path + ".lock", "lab image %s" % os.path.basename(path)):
         if rebuild and os.path.exists(path):
             shutil.rmtree(path)
@@ -49,7 +69,7 @@ def ensure_image(rebuild=False):
             raise LabError("building the lab image needs root (mmdebstrap, chroot)")
         log("building lab image %s (a few minutes, once per recipe)" % os.path.basename(path))
         started = time.monotonic()
-        subprocess.run([os.path.join(IMAGE_RECIPE, "build.sh"), path], check=True)
+        subprocess.run([os.path.join(IMAGE_RECIPE, "build.sh"), path] + ([variant] if variant else []), check=True)
         log("built lab image in %.0f s" % (time.monotonic() - started))
     try:
         prune_images(keep=path, older_than_days=7)

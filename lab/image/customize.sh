@@ -31,10 +31,22 @@ chroot "$root" systemctl mask \
 # any lab VM, and fails to start on a kernel booted with ipv6.disable=1.
 chroot "$root" systemctl disable nginx.service
 
+# The image's one kernel (a DKMS build may add a modules directory for the
+# build host's kernel too, so /lib/modules does not tell).
+kver=$(basename "$(ls "$root"/boot/vmlinuz-*)" | sed 's/^vmlinuz-//')
+
+# A DKMS module (the zfs variant) is built for the image's kernel, not for
+# the build host's: build it explicitly and fail the build if it is missing.
+if [ -d "$root/var/lib/dkms" ] && chroot "$root" dkms status | grep -q .; then
+    chroot "$root" dkms autoinstall -k "$kver"
+    for module in $(chroot "$root" dkms status -k "$kver" | cut -d/ -f1 | sort -u); do
+        chroot "$root" modinfo -k "$kver" "$module" > /dev/null
+    done
+fi
+
 # Small, uncompressed, generic initramfs for a virtio root disk. No network in
 # it: the real root's systemd-network-generator configures eth1 from ip= (an
 # initrd that did it too would make that generator fail on the existing file).
-kver=$(basename "$(ls -d "$root"/lib/modules/*)")
 chroot "$root" dracut --force --no-hostonly --no-compress \
     --modules "base systemd systemd-initrd dracut-systemd udev-rules kernel-modules rootfs-block fs-lib shutdown" \
     --omit "ifcfg network network-legacy systemd-networkd kernel-network-modules dbus dbus-daemon" \
