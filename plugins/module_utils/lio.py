@@ -144,6 +144,9 @@ def storage_object_info(so):
         'write_back': _get(so, 'write_back'),
         'aio': _get(so, 'aio'),
         'status': _get(so, 'status'),
+        # The I/O settings the initiator sees (write cache, queue depth, max
+        # sectors, unmap, XCOPY): what the data path was chosen by.
+        'attributes': _named_values(so, 'list_attributes', 'get_attribute'),
     }
 
 

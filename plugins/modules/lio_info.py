@@ -139,6 +139,15 @@ lio:
           type: str
           returned: success
           sample: activated
+        attributes:
+          description:
+            - The storage object's readable LIO attributes, as strings - among them the I/O settings the initiator
+              sees (C(emulate_write_cache), C(queue_depth), C(hw_max_sectors), C(block_size), C(emulate_tpu) for
+              UNMAP, C(emulate_3pc) for XCOPY, C(emulate_fua_write)).
+            - Empty if the kernel does not list them.
+          type: dict
+          returned: success
+          sample: {emulate_write_cache: '0', queue_depth: '128', hw_max_sectors: '16384', emulate_tpu: '1'}
     targets:
       description: Targets, sorted by fabric and WWN.
       returned: success

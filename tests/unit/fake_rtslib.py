@@ -27,8 +27,9 @@ class RTSLibNotInCFS(RTSLibError):
 
 class FakeSO:
     def __init__(self, name, plugin, wwn, size=None, udev_path='', write_back=None, aio=None,
-                 status='activated'):
+                 status='activated', attributes=None):
         self.name = name
+        self._attributes = dict(attributes or {})
         self.plugin = plugin
         self.wwn = wwn
         self.udev_path = udev_path
@@ -39,6 +40,12 @@ class FakeSO:
             self.write_back = write_back
         if aio is not None:
             self.aio = aio
+
+    def list_attributes(self, writable=None, readable=None):
+        return list(self._attributes)
+
+    def get_attribute(self, name):
+        return self._attributes[name]
 
 
 class FakeBrokenSizeSO(FakeSO):
@@ -149,7 +156,8 @@ def build_world():
     fileio = FakeSO('node01', 'fileio', '0c7bdb5e-1d27-4e1c-9c0a-8e5d2f5b1a11', size=10737418240,
                     udev_path='/srv/vdisks/node01.img', write_back=False, aio=True)
     block = FakeSO('node02', 'block', '5a1f2e3d-0000-4000-8000-000000000002', size=2147483648,
-                   udev_path='/dev/vg0/node02', write_back=False)
+                   udev_path='/dev/vg0/node02', write_back=False,
+                   attributes={'emulate_write_cache': '1', 'queue_depth': '128', 'emulate_tpu': '1'})
     unused = FakeSO('spare', 'ramdisk', '77777777-0000-4000-8000-000000000007', udev_path='')
     gone = FakeBrokenSizeSO('orphan', 'fileio', '99999999-0000-4000-8000-000000000009',
                             udev_path='/srv/vdisks/orphan.img', write_back=False, aio=False,

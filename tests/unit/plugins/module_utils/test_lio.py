@@ -49,9 +49,10 @@ def test_gather_all(world):
     assert sos['node01'] == {
         'name': 'node01', 'plugin': 'fileio', 'wwn': '0c7bdb5e-1d27-4e1c-9c0a-8e5d2f5b1a11',
         'size': 10737418240, 'udev_path': '/srv/vdisks/node01.img', 'write_back': False,
-        'aio': True, 'status': 'activated',
+        'aio': True, 'status': 'activated', 'attributes': {},
     }
     assert sos['node02']['aio'] is None and sos['node02']['write_back'] is False
+    assert sos['node02']['attributes'] == {'emulate_write_cache': '1', 'emulate_tpu': '1', 'queue_depth': '128'}
     assert sos['spare']['size'] is None and sos['spare']['udev_path'] is None
     # An rtslib error on one property must not lose the whole object.
     assert sos['orphan']['size'] is None and sos['orphan']['status'] == 'deactivated'
