@@ -10,6 +10,8 @@ partitions of that disk, each a 1 GiB LUN of one iSCSI target:
                  (O_DIRECT writes; the initiator's flushes become fsync)
   loop-btrfs     a nodatacow file on btrfs behind a direct-I/O loop device,
                  exported as a block backstore
+  loop-lazytime  the same on a btrfs mounted with lazytime (an fsync of a
+                 file whose only change is its mtime need not log the inode)
   lvm-thin       an LVM thin volume (64 KiB chunks, zeroing off) as block
   zvol-4k/16k    ZFS zvols with volblocksize 4K and 16K as block
   raw            a partition of the raw virtio disk as block: the ceiling
@@ -61,6 +63,8 @@ CANDIDATES = {
     "today": ("fileio-sync", "mkfile today", "grow_file today"),
     "fileio-aio": ("fileio-aio", "mkfile aio", "grow_file aio"),
     "loop-btrfs": ("block", "loopdev $(mkfile loop)", "grow_file loop && losetup -c $(loopdev $(mkfile loop))"),
+    "loop-lazytime": ("block", "loopdev $(mkfile lazy/loop)",
+                      "grow_file lazy/loop && losetup -c $(loopdev $(mkfile lazy/loop))"),
     "lvm-thin": ("block", "thinlv", "lvextend -q -L +512M cdbench/vd"),
     "zvol-4k": ("block", "zvol 4K", "zfs set volsize=1536M cdbench/vd4K"),
     "zvol-16k": ("block", "zvol 16K", "zfs set volsize=1536M cdbench/vd16K"),
@@ -75,7 +79,7 @@ disk=%(disk)s
 mkfile() {
     local d=/bench/btrfs/$1
     if [ ! -e $d/disk.img ]; then
-        btrfs subvolume create $d >/dev/null; chattr +C $d; truncate -s %(size)d $d/disk.img
+        mkdir -p $(dirname $d); btrfs subvolume create $d >/dev/null; chattr +C $d; truncate -s %(size)d $d/disk.img
     fi
     echo $d/disk.img
 }
@@ -94,6 +98,7 @@ zvol() {
 # After a power-cut: the pools back, nothing made again.
 REATTACH = HELPERS + r"""
 mountpoint -q /bench/btrfs || mount -o noatime ${disk}-part1 /bench/btrfs
+mountpoint -q /bench/btrfs/lazy || mount -o noatime,lazytime ${disk}-part5 /bench/btrfs/lazy
 vgchange -q -ay cdbench >/dev/null
 if [ "$1" = yes ]; then
     modprobe zfs
@@ -106,11 +111,14 @@ fi
 # thin pool, a zpool (ARC capped at a quarter of the 1 GiB working set), and
 # 1 GiB of raw disk.
 PREPARE = HELPERS + r"""
+[ -e /bench/ready ] && exit 0  # a lab kept by --keep: reuse it
 sgdisk --zap-all $disk >/dev/null
-sgdisk -n1:0:+5G -n2:0:+2G -n3:0:+4G -n4:0:+1G $disk >/dev/null
+sgdisk -n1:0:+5G -n2:0:+2G -n3:0:+4G -n4:0:+1G -n5:0:+2G $disk >/dev/null
 udevadm settle
 mkfs.btrfs -q -f ${disk}-part1
+mkfs.btrfs -q -f ${disk}-part5
 mkdir -p /bench/btrfs && mount -o noatime ${disk}-part1 /bench/btrfs
+mkdir -p /bench/btrfs/lazy && mount -o noatime,lazytime ${disk}-part5 /bench/btrfs/lazy
 pvcreate -q ${disk}-part2 && vgcreate -q cdbench ${disk}-part2
 lvcreate -q --type thin-pool -L 1900M --chunksize 64k --zero n -n pool cdbench
 if [ "$1" = yes ]; then
@@ -118,6 +126,7 @@ if [ "$1" = yes ]; then
     echo $((256 << 20)) > /sys/module/zfs/parameters/zfs_arc_max
     zpool create -f -o ashift=12 -O atime=off cdbench ${disk}-part3
 fi
+touch /bench/ready
 """
 
 # Exports every candidate as a LUN of one target, mapped to the initiator.
@@ -274,18 +283,23 @@ class Bench(object):
         print("filling each LUN once with incompressible data (inside the storage VM) ...", flush=True)
         for name in names:
             direct = "0" if CANDIDATES[name][0] == "fileio-sync" else "1"
-            ssh("storage", "fio --name=fill --filename=%s --size=%d --rw=write --bs=1M --iodepth=8 --ioengine=libaio "
-                "--direct=%s --refill_buffers --buffer_compress_percentage=0 --end_fsync=1 >/dev/null"
-                % (self.paths[name], LUN_BYTES, direct))
+            ssh("storage", "[ -e /bench/filled-{name} ] || {{ fio --name=fill --filename={path} --size={size} --rw=write "
+                "--bs=1M --iodepth=8 --ioengine=libaio --direct={direct} --refill_buffers --buffer_compress_percentage=0 "
+                "--end_fsync=1 >/dev/null && touch /bench/filled-{name}; }}".format(
+                    name=name, path=self.paths[name], size=LUN_BYTES, direct=direct))
         self.initiator = ssh("initiator", "sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi").strip()
         self.attrs = self.export()
         # The storage VM is down for a minute or two at each power-cut: the
         # initiator queues I/O that long instead of failing it.
-        ssh("initiator", "iscsiadm -m discovery -t st -p {ip} >/dev/null && "
+        ssh("initiator", "iscsiadm -m session >/dev/null 2>&1 && iscsiadm -m node --logoutall=all >/dev/null; "
+            "iscsiadm -m discovery -t st -p {ip} >/dev/null && "
             "iscsiadm -m node -T {t} -p {ip} -o update -n node.session.timeo.replacement_timeout -v 900 && "
             "iscsiadm -m node -T {t} -p {ip} --login >/dev/null && udevadm settle".format(ip=self.ip, t=TARGET))
-        self.luns = {name: "/dev/disk/by-path/ip-%s:3260-iscsi-%s-lun-%d" % (self.ip, TARGET, i)
-                     for i, name in enumerate(names)}
+        # The LUNs' kernel names (fio reads ':' in a file name as a list separator).
+        links = ["/dev/disk/by-path/ip-%s:3260-iscsi-%s-lun-%d" % (self.ip, TARGET, i) for i in range(len(names))]
+        ssh("initiator", "rm -f /dev/disk/by-path/ip-%s; for _ in $(seq 60); do ls %s >/dev/null 2>&1 && exit 0; "
+            "sleep 1; done; exit 1" % (self.ip, " ".join(links)))
+        self.luns = dict(zip(names, ssh("initiator", "readlink -f %s" % " ".join(links)).split()))
         with open(os.path.join(REPO, ".lab", LAB, "storage", "qemu.cmdline")) as f:
             self.accel = f.read().split("-accel ")[1].split()[0]
         self.data_disk = ssh("storage", "basename $(readlink -f %s)" % DISK).strip()
