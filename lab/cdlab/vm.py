@@ -284,7 +284,7 @@ def stop_all(vms, timeout=STOP_TIMEOUT):
             exited = vm.wait_exit(max(1, timeout - (time.monotonic() - started)))
         if exited:
             log("%s powered off in %.1f s" % (vm.name, time.monotonic() - started))
-            waited, _ = shutdown_report(vm)
+            waited = shutdown_report(vm)[0]
             if waited:
                 log("%s: shutdown waited on: %s" % (vm.name, "; ".join(waited)))
         else:

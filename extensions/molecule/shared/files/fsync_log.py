@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """fsync'd records for power-cut tests: write them, then check every acknowledged one.
 
   fsync_log.py write FILE ACKS [--count N]
