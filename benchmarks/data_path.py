@@ -93,6 +93,8 @@ zvol() {
     [ -e /dev/zvol/cdbench/vd$1 ] || zfs create -V 1G -o volblocksize=$1 -o compression=off cdbench/vd$1
     udevadm settle; echo /dev/zvol/cdbench/vd$1
 }
+# ZFS loaded, its ARC capped at a quarter of the 1 GiB working set.
+zfs_up() { modprobe zfs; echo $((256 << 20)) > /sys/module/zfs/parameters/zfs_arc_max; }
 """ % {"disk": DISK, "size": LUN_BYTES}
 
 # After a power-cut: the pools back, nothing made again.
@@ -101,15 +103,13 @@ mountpoint -q /bench/btrfs || mount -o noatime ${disk}-part1 /bench/btrfs
 mountpoint -q /bench/btrfs/lazy || mount -o noatime,lazytime ${disk}-part5 /bench/btrfs/lazy
 vgchange -q -ay cdbench >/dev/null
 if [ "$1" = yes ]; then
-    modprobe zfs
-    echo $((256 << 20)) > /sys/module/zfs/parameters/zfs_arc_max
+    zfs_up
     zpool list cdbench >/dev/null 2>&1 || zpool import -f cdbench
 fi
 """
 
 # The storage VM's data disk: btrfs for the file candidates, an LVM PV for the
-# thin pool, a zpool (ARC capped at a quarter of the 1 GiB working set), and
-# 1 GiB of raw disk.
+# thin pool, a zpool, 1 GiB of raw disk, and a second btrfs (lazytime).
 PREPARE = HELPERS + r"""
 [ -e /bench/ready ] && exit 0  # a lab kept by --keep: reuse it
 sgdisk --zap-all $disk >/dev/null
@@ -122,8 +122,7 @@ mkdir -p /bench/btrfs/lazy && mount -o noatime,lazytime ${disk}-part5 /bench/btr
 pvcreate -q ${disk}-part2 && vgcreate -q cdbench ${disk}-part2
 lvcreate -q --type thin-pool -L 1900M --chunksize 64k --zero n -n pool cdbench
 if [ "$1" = yes ]; then
-    modprobe zfs
-    echo $((256 << 20)) > /sys/module/zfs/parameters/zfs_arc_max
+    zfs_up
     zpool create -f -o ashift=12 -O atime=off cdbench ${disk}-part3
 fi
 touch /bench/ready

@@ -282,16 +282,13 @@ def stop_all(vms, timeout=STOP_TIMEOUT):
                     % (vm.name, state or "no answer"))
                 vm.ssh_run(["systemctl", "--no-block", "poweroff"])
             exited = vm.wait_exit(max(1, timeout - (time.monotonic() - started)))
+        waited, tail = shutdown_report(vm)
         if exited:
             log("%s powered off in %.1f s" % (vm.name, time.monotonic() - started))
-            waited = shutdown_report(vm)[0]
-            if waited:
-                log("%s: shutdown waited on: %s" % (vm.name, "; ".join(waited)))
         else:
-            waited, tail = shutdown_report(vm)
             log("%s did not power off in %d s: killing it; its console's last lines:\n  %s"
                 % (vm.name, timeout, "\n  ".join(tail)))
-            if waited:
-                log("%s: shutdown waited on: %s" % (vm.name, "; ".join(waited)))
             vm.kill()
+        if waited:
+            log("%s: shutdown waited on: %s" % (vm.name, "; ".join(waited)))
     return running

@@ -5,7 +5,8 @@
 #   VARIANT: also install the packages of variants/VARIANT.txt (whose
 #   "# components:" line names further archive components, e.g. contrib).
 # Needs root, mmdebstrap and e2fsprogs. Called by `lab/cdlab image`, which caches
-# OUTDIR by a hash of this directory: edit anything here and the image is rebuilt.
+# OUTDIR by a hash of this directory (variants/ apart: each variant has its own
+# key): edit anything here and the image is rebuilt.
 set -euo pipefail
 out=$1
 here=$(dirname "$(readlink -f "$0")")

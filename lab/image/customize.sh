@@ -35,7 +35,7 @@ chroot "$root" systemctl disable nginx.service
 # build host's kernel too, so /lib/modules does not tell).
 kver=$(basename "$(ls "$root"/boot/vmlinuz-*)" | sed 's/^vmlinuz-//')
 
-# A DKMS module (the zfs variant) is built for the image's kernel, not for
+# A DKMS module (zfs, in the backends variant) is built for the image's kernel, not for
 # the build host's: build it explicitly and fail the build if it is missing.
 if [ -d "$root/var/lib/dkms" ] && chroot "$root" dkms status | grep -q .; then
     chroot "$root" dkms autoinstall -k "$kver"
