@@ -206,7 +206,7 @@ def read(target, keys):
         'enabled': tpg.enable,
         'portals': sorted(({'ip': p.ip_address.strip('[]'), 'port': p.port} for p in tpg.network_portals),
                           key=lambda p: (p['ip'], p['port'])),
-        'luns': sorted(({'lun': lun.lun, 'vdisk': lun.storage_object.name if lun.storage_object.plugin == 'fileio'
+        'luns': sorted(({'lun': lun.lun, 'vdisk': lun.storage_object.name if lun.storage_object.plugin in lio_backstore.PLUGINS
                          else '%s/%s' % (lun.storage_object.plugin, lun.storage_object.name)}
                         for lun in tpg.luns), key=lambda x: x['lun']),
         'initiators': sorted(initiators, key=lambda i: i['iqn']),

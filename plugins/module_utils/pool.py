@@ -9,13 +9,16 @@ This is the one place that knows which backend holds the vDisks. Everything
 else sees a ``Pool`` and ``VdiskRecord``s and exports ``record.backing`` as a
 LIO backstore of type ``record.backstore``.
 
-Backends:
-- btrfs (a path on a mounted btrfs filesystem): one subvolume per vDisk, so a
-  vDisk is the unit of snapshots and ``btrfs send``, holding a sparse backing
-  file exported as a fileio backstore and ``vdisk.json``. The subvolume is
-  nodatacow (``chattr +C`` while empty): measured here, 3x the 4k random-write
-  IOPS of a datacow file, with or without frequent snapshots.
-LVM thin and ZFS zvols (block backstores) are meant to slot in beside it.
+Backends (``open_pool`` picks one from the pool spec):
+- ``lvm-thin:VG/POOL``, the default path (docs/data-path.md has the
+  measurements): one thin logical volume per vDisk, exported as a block
+  backstore. Flushes and FUA reach the disk through dm-thin, so the initiator
+  may keep a write cache; growing is ``lvextend`` with no backstore recreate;
+  thin snapshots are cheap. 64 KiB chunks, zeroing off (the role makes the pool).
+- a path (a mounted btrfs filesystem): one subvolume per vDisk holding a
+  sparse nodatacow file exported as a fileio backstore, and ``vdisk.json``.
+  The path of hosts set up before LVM thin; kept, and ``migrate_from`` moves
+  its vDisks to an LVM thin pool.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
+import shutil
 import time
 import uuid
 
@@ -45,6 +50,17 @@ MIN_FS_SIZE = {'xfs': 300 << 20, 'ext4': 8 << 20, 'none': SIZE_ALIGN}
 # backup table in the last MiB.
 GPT_OVERHEAD = 2 << 20
 BTRFS_MAGIC = 'btrfs'
+LVM_THIN = pool_layout.LVM_THIN
+# A vDisk's logical volume is vdisk-NAME: the prefix keeps vDisks apart from
+# the thin pool and any other volume of the group.
+LV_PREFIX = 'vdisk-'
+LVM_NAME_RE = re.compile(r'[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}')
+# lvm(8), VALID NAMES: LVM refuses volume names that contain these.
+LVM_RESERVED = ('_cdata', '_cmeta', '_corig', '_iorig', '_mimage', '_mlog', '_pmspare', '_rimage', '_rmeta',
+                '_tdata', '_tmeta', '_vdata', '_vorigin', '_wcorig')
+# No new vDisk and no grow once the thin pool's data or metadata is this full:
+# a full thin pool fails every write of every vDisk in it.
+POOL_FULL_PERCENT = 90.0
 
 
 class PoolError(Exception):
@@ -52,9 +68,9 @@ class PoolError(Exception):
 
 
 class VdiskRecord(object):
-    """What the pool knows of one vDisk."""
+    """What the pool knows of one vDisk; ``backstore`` is the LIO plugin that exports it."""
 
-    def __init__(self, name, backing, size_bytes, wwn, filesystem, partitions, created=None):
+    def __init__(self, name, backing, size_bytes, wwn, filesystem, partitions, created=None, backstore='fileio'):
         self.name = name
         self.backing = backing
         self.size_bytes = size_bytes
@@ -62,12 +78,12 @@ class VdiskRecord(object):
         self.filesystem = filesystem
         self.partitions = partitions
         self.created = created
-
-    backstore = 'fileio'
+        self.backstore = backstore
 
     def to_dict(self):
         return {
             'name': self.name,
+            'backstore': self.backstore,
             'path': self.backing,
             'size_bytes': self.size_bytes,
             'size': format_size(self.size_bytes),
@@ -120,11 +136,14 @@ def normalize_layout(size_bytes, filesystem, partitions):
 def open_pool(spec, run):
     """Return the pool backend for ``spec``. ``run(argv) -> (rc, out, err)`` runs commands.
 
-    A path is a btrfs pool; other backends will take a ``kind:`` prefix.
+    ``lvm-thin:VG/POOL`` is an LVM thin pool, an absolute path a btrfs pool.
     """
-    if not isinstance(spec, str) or not spec.startswith('/'):
-        raise PoolError('pool %r is not supported: give the absolute path of a mounted btrfs filesystem' % (spec,))
-    return BtrfsPool(spec, run)
+    if isinstance(spec, str) and spec.startswith(LVM_THIN):
+        return LvmThinPool(spec, run)
+    if isinstance(spec, str) and spec.startswith('/'):
+        return BtrfsPool(spec, run)
+    raise PoolError('pool %r is not supported: give lvm-thin:VG/POOL (an LVM thin pool) or the absolute path of '
+                    'a mounted btrfs filesystem' % (spec,))
 
 
 def _mount_fstype(path):
@@ -141,23 +160,14 @@ def _mount_fstype(path):
     return fstype
 
 
-class BtrfsPool(object):
-    kind = 'btrfs'
+class _Pool(object):
+    """What every backend shares: metadata in <metadata dir>/<name>/vdisk.json, formatting, commands.
 
-    def __init__(self, path, run):
-        self.path = os.path.normpath(path)
-        self.run = run
+    ``spec`` is the pool as the user wrote it (for messages), ``path`` the
+    metadata directory (pool_layout.metadata_dir).
+    """
 
-    def check(self):
-        if not os.path.isdir(self.path):
-            raise PoolError('pool %s does not exist (the storage_host role creates and mounts it)' % self.path)
-        fstype = _mount_fstype(self.path)
-        if fstype != BTRFS_MAGIC:
-            raise PoolError('pool %s is on %s, not btrfs: the btrfs backend needs one subvolume per vDisk'
-                            % (self.path, fstype))
-
-    def _dir(self, name):
-        return os.path.join(self.path, check_name(name, 'vDisk name'))
+    backstore = None
 
     def _cmd(self, argv, what):
         rc, out, err = self.run(argv)
@@ -165,54 +175,46 @@ class BtrfsPool(object):
             raise PoolError('%s failed: %s: %s' % (what, ' '.join(argv), (err or out).strip()))
         return out
 
-    def get(self, name):
-        directory = self._dir(name)
+    def _read_metadata(self, name):
+        """The vDisk's record from its vdisk.json, or None if it has none."""
         meta = pool_layout.metadata_path(self.path, name)
         if not os.path.exists(meta):
-            if os.path.exists(directory):
-                # Never guess about data we did not finish creating: a person decides.
-                raise PoolError('%s exists but has no %s (an interrupted creation?): inspect it and delete '
-                                'the subvolume by hand if it holds nothing of value' % (directory, METADATA))
             return None
         with open(meta) as f:
-            data = pool_layout.parse_metadata(json.load(f), directory)
+            data = pool_layout.parse_metadata(json.load(f), os.path.dirname(meta))
         if data['size_bytes'] is None:
-            raise PoolError('vDisk %s has metadata but its backing file %s is gone' % (name, data['backing']))
+            raise PoolError('vDisk %s has metadata but its backing %s is gone' % (name, data['backing']))
         return VdiskRecord(data['name'], data['backing'], data['size_bytes'], data['wwn'], data['filesystem'],
-                           data['partitions'], data['created'])
+                           data['partitions'], data['created'], self.backstore)
+
+    def _write_metadata(self, record):
+        backing = os.path.basename(record.backing) if self.backstore == 'fileio' else record.backing
+        write_json_atomic(pool_layout.metadata_path(self.path, record.name), {
+            'format_version': 1, 'name': record.name, 'wwn': record.wwn, 'filesystem': record.filesystem,
+            'partitions': record.partitions, 'created': record.created, 'backing': backing,
+        }, mode=0o644)  # no secret in it; the storage API reads it
 
     def list(self):
         return [self.get(name) for name in pool_layout.names(self.path, rules.VDISK_RE.fullmatch)]
 
-    def create(self, name, size_bytes, filesystem, partitions, wwn=None):
-        """Create, format and describe a vDisk. Undoes itself if any step fails."""
-        directory = self._dir(name)
-        self._cmd(['btrfs', 'subvolume', 'create', directory], 'creating the subvolume')
-        try:
-            self._cmd(['chattr', '+C', directory], 'disabling copy-on-write')
-            backing = os.path.join(directory, BACKING)
-            fd = os.open(backing, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.ftruncate(fd, size_bytes)  # sparse: no space used until written
-            finally:
-                os.close(fd)
-            self._format(backing, filesystem, partitions)
-            record = VdiskRecord(name, backing, size_bytes, wwn or str(uuid.uuid4()), filesystem, partitions,
-                                 datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'))
-            write_json_atomic(os.path.join(directory, METADATA), {
-                'format_version': 1, 'name': name, 'wwn': record.wwn, 'filesystem': filesystem,
-                'partitions': partitions, 'created': record.created, 'backing': BACKING,
-            }, mode=0o644)  # no secret in it; the storage API reads it
-        except BaseException:
-            self.run(['btrfs', 'subvolume', 'delete', directory])
-            raise
-        return record
+    def round_size(self, size_bytes):
+        """The size the backend will really give a vDisk asked to be ``size_bytes``."""
+        return size_bytes
+
+    def check_room(self, name, size_bytes):
+        """Raise PoolError if creating or growing ``name`` to ``size_bytes`` must not be tried."""
+
+    @staticmethod
+    def _new_record(name, backing, size_bytes, filesystem, partitions, wwn, created, backstore):
+        return VdiskRecord(name, backing, size_bytes, wwn or str(uuid.uuid4()), filesystem, partitions,
+                           created or datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
+                           backstore)
 
     def _format(self, backing, filesystem, partitions):
         if not partitions and filesystem == 'none':
             return
-        # The file was created empty a moment ago; still, never format anything
-        # that carries a signature (blkid -p exits 2 when it finds none).
+        # The backing was created empty a moment ago; still, never format
+        # anything that carries a signature (blkid -p exits 2 when it finds none).
         rc, out, err = self.run(['blkid', '-p', backing])
         if rc != 2:
             raise PoolError('%s already carries a signature (%s): refusing to format it' % (backing, out.strip()))
@@ -226,6 +228,7 @@ class BtrfsPool(object):
         self._cmd(argv + [backing], 'partitioning')
         if all(p['filesystem'] == 'none' for p in partitions):
             return
+        # A loop device gives partition nodes for a file and for a device-mapper volume alike.
         loop = self._cmd(['losetup', '--find', '--show', '--partscan', backing], 'attaching a loop device').strip()
         try:
             for part in partitions:
@@ -247,18 +250,84 @@ class BtrfsPool(object):
         argv = {'xfs': ['mkfs.xfs', '-q'], 'ext4': ['mkfs.ext4', '-q', '-F']}[filesystem]
         self._cmd(argv + [target], 'making a %s filesystem' % filesystem)
 
-    def grow(self, record, size_bytes):
+    @staticmethod
+    def _refuse_shrink(record, size_bytes):
         if size_bytes < record.size_bytes:
             raise ValidationError('vDisk %s is %s: shrinking to %s is refused (it would destroy data)'
                                   % (record.name, format_size(record.size_bytes), format_size(size_bytes)))
+
+    def move_gpt_backup(self, backing):
+        # GPT keeps a backup header in the disk's last sector: move it to the
+        # new end, or the device sees a damaged table and no free space.
+        self._cmd(['sgdisk', '--move-second-header', backing], 'moving the GPT backup header')
+
+    def copy_in(self, source, target):
+        """Copy a vDisk's bytes from another pool's backing onto this pool's new, empty one."""
+        # conv=sparse skips all-zero blocks: a new thin volume or sparse file
+        # reads zeros there already, and the copy allocates only data.
+        self._cmd(['dd', 'if=' + source, 'of=' + target, 'bs=4M', 'conv=sparse,fsync', 'oflag=direct',
+                   'status=none'], 'copying the data')
+
+
+class BtrfsPool(_Pool):
+    kind = 'btrfs'
+    backstore = 'fileio'
+
+    def __init__(self, path, run):
+        self.path = self.spec = os.path.normpath(path)
+        self.run = run
+
+    def check(self):
+        if not os.path.isdir(self.path):
+            raise PoolError('pool %s does not exist (the storage_host role creates and mounts it)' % self.path)
+        fstype = _mount_fstype(self.path)
+        if fstype != BTRFS_MAGIC:
+            raise PoolError('pool %s is on %s, not btrfs: the btrfs backend needs one subvolume per vDisk'
+                            % (self.path, fstype))
+
+    def _dir(self, name):
+        return os.path.join(self.path, check_name(name, 'vDisk name'))
+
+    def get(self, name):
+        directory = self._dir(name)
+        record = self._read_metadata(name)
+        if record is None and os.path.exists(directory):
+            # Never guess about data we did not finish creating: a person decides.
+            raise PoolError('%s exists but has no %s (an interrupted creation?): inspect it and delete '
+                            'the subvolume by hand if it holds nothing of value' % (directory, METADATA))
+        return record
+
+    def create(self, name, size_bytes, filesystem, partitions, wwn=None, created=None, fill=None):
+        """Create, format (or ``fill(backing)``) and describe a vDisk. Undoes itself if any step fails."""
+        directory = self._dir(name)
+        self._cmd(['btrfs', 'subvolume', 'create', directory], 'creating the subvolume')
+        try:
+            self._cmd(['chattr', '+C', directory], 'disabling copy-on-write')
+            backing = os.path.join(directory, BACKING)
+            fd = os.open(backing, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.ftruncate(fd, size_bytes)  # sparse: no space used until written
+            finally:
+                os.close(fd)
+            if fill is None:
+                self._format(backing, filesystem, partitions)
+            else:
+                fill(backing)
+            record = self._new_record(name, backing, size_bytes, filesystem, partitions, wwn, created, 'fileio')
+            self._write_metadata(record)
+        except BaseException:
+            self.run(['btrfs', 'subvolume', 'delete', directory])
+            raise
+        return record
+
+    def grow(self, record, size_bytes):
+        self._refuse_shrink(record, size_bytes)
         with open(record.backing, 'r+b') as f:
             f.truncate(size_bytes)
             os.fsync(f.fileno())
         record.size_bytes = size_bytes
         if record.partitions:
-            # GPT keeps a backup header in the disk's last sector: move it to
-            # the new end, or the device sees a damaged table and no free space.
-            self._cmd(['sgdisk', '--move-second-header', record.backing], 'moving the GPT backup header')
+            self.move_gpt_backup(record.backing)
         return record
 
     def undo_grow(self, record, old_size):
@@ -269,3 +338,139 @@ class BtrfsPool(object):
 
     def delete(self, record):
         self._cmd(['btrfs', 'subvolume', 'delete', os.path.dirname(record.backing)], 'deleting the subvolume')
+
+
+class LvmThinPool(_Pool):
+    """vDisks as thin volumes of one LVM thin pool, exported as block backstores."""
+
+    kind = 'lvm-thin'
+    backstore = 'block'
+
+    def __init__(self, spec, run):
+        vg, _sep, thin_pool = spec[len(LVM_THIN):].partition('/')
+        for what, value in (('volume group', vg), ('thin pool', thin_pool)):
+            if not LVM_NAME_RE.fullmatch(value or ''):
+                raise PoolError('pool %r: the %s name %r is not a valid LVM name (letters, digits, +_.-; '
+                                'give lvm-thin:VG/POOL)' % (spec, what, value))
+        self.spec = spec
+        self.vg, self.thin_pool = vg, thin_pool
+        self.path = pool_layout.metadata_dir(spec)
+        self.run = run
+        self._volumes = None
+
+    def volumes(self):
+        """{LV name: lvs fields} of the volume group, read once per run."""
+        if self._volumes is None:
+            out = self._cmd(['lvs', '--reportformat', 'json', '--units', 'b', '--nosuffix', '--options',
+                             'lv_name,lv_attr,lv_size,data_percent,metadata_percent,pool_lv,vg_extent_size',
+                             self.vg], 'reading the volume group')
+            try:
+                report = json.loads(out)['report'][0]['lv']
+            except (ValueError, KeyError, IndexError) as exc:
+                raise PoolError('cannot read the output of lvs %s: %s' % (self.vg, exc))
+            self._volumes = dict((lv['lv_name'], lv) for lv in report)
+        return self._volumes
+
+    def _forget(self):
+        self._volumes = None
+
+    def _pool_lv(self):
+        lv = self.volumes().get(self.thin_pool)
+        if lv is None:
+            raise PoolError('volume group %s has no logical volume %s (the storage_host role creates the thin pool)'
+                            % (self.vg, self.thin_pool))
+        if not lv['lv_attr'].startswith('t'):
+            raise PoolError('%s/%s is not a thin pool (lv_attr %s)' % (self.vg, self.thin_pool, lv['lv_attr']))
+        return lv
+
+    def check(self):
+        rc, _out, err = self.run(['vgs', '--noheadings', '--options', 'vg_name', self.vg])
+        if rc != 0:
+            raise PoolError('volume group %s does not exist (the storage_host role creates it): %s'
+                            % (self.vg, err.strip()))
+        self._pool_lv()
+
+    @staticmethod
+    def lv_name(name):
+        return LV_PREFIX + name
+
+    def _device(self, name):
+        return '/dev/%s/%s' % (self.vg, self.lv_name(name))
+
+    def get(self, name):
+        check_name(name, 'vDisk name')
+        reserved = [r for r in LVM_RESERVED if r in name]
+        if reserved:
+            raise ValidationError('vDisk name %s contains %s, which LVM reserves: an LVM thin pool cannot hold it'
+                                  % (name, reserved[0]))
+        record = self._read_metadata(name)
+        if record is None and self.lv_name(name) in self.volumes():
+            raise PoolError('logical volume %s/%s exists but %s has no %s (an interrupted creation?): inspect it '
+                            'and lvremove it by hand if it holds nothing of value'
+                            % (self.vg, self.lv_name(name), os.path.join(self.path, name), METADATA))
+        return record
+
+    def round_size(self, size_bytes):
+        extent = int(self._pool_lv()['vg_extent_size'])
+        return -(-size_bytes // extent) * extent
+
+    def check_room(self, name, size_bytes):
+        lv = self._pool_lv()
+        for what in ('data', 'metadata'):
+            used = float(lv['%s_percent' % what] or 0)
+            if used >= POOL_FULL_PERCENT:
+                raise PoolError('thin pool %s/%s is %.1f%% full (%s): refusing to create or grow vDisk %s until it '
+                                'has room (lvextend the pool, or free space in it)'
+                                % (self.vg, self.thin_pool, used, what, name))
+
+    def create(self, name, size_bytes, filesystem, partitions, wwn=None, created=None, fill=None):
+        """Create, format (or ``fill(backing)``) and describe a vDisk. Undoes itself if any step fails."""
+        device = self._device(name)
+        self._cmd(['lvcreate', '--quiet', '--type', 'thin', '--virtualsize', '%db' % size_bytes,
+                   '--name', self.lv_name(name), '--addtag', 'clusterducks-vdisk',
+                   '--thinpool', self.thin_pool, self.vg], 'creating the thin volume')
+        self._forget()
+        try:
+            self._wait_for(device)
+            if fill is None:
+                self._format(device, filesystem, partitions)
+            else:
+                fill(device)
+            record = self._new_record(name, device, size_bytes, filesystem, partitions, wwn, created, 'block')
+            os.makedirs(os.path.join(self.path, name), mode=0o755, exist_ok=True)
+            self._write_metadata(record)
+        except BaseException:
+            self._remove(name)
+            raise
+        return record
+
+    def grow(self, record, size_bytes):
+        self._refuse_shrink(record, size_bytes)
+        self._cmd(['lvextend', '--quiet', '--size', '%db' % size_bytes, '%s/%s' % (self.vg, self.lv_name(record.name))],
+                  'growing the thin volume')
+        self._forget()
+        record.size_bytes = size_bytes
+        if record.partitions:
+            # The device wrote its table through LIO, beside this host's page
+            # cache: drop what the cache holds before sgdisk reads it.
+            self._cmd(['blockdev', '--flushbufs', record.backing], 'dropping cached blocks')
+            self.move_gpt_backup(record.backing)
+        return record
+
+    def undo_grow(self, record, old_size):
+        """Take back a grow whose export failed: nothing was written past the old end."""
+        self._cmd(['lvreduce', '--quiet', '--yes', '--force', '--size', '%db' % old_size,
+                   '%s/%s' % (self.vg, self.lv_name(record.name))], 'taking back the grow')
+        self._forget()
+        record.size_bytes = old_size
+
+    def _remove(self, name):
+        self.run(['lvremove', '--quiet', '--yes', '%s/%s' % (self.vg, self.lv_name(name))])
+        self._forget()
+        shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
+
+    def delete(self, record):
+        self._cmd(['lvremove', '--quiet', '--yes', '%s/%s' % (self.vg, self.lv_name(record.name))],
+                  'deleting the thin volume')
+        self._forget()
+        shutil.rmtree(os.path.join(self.path, record.name))

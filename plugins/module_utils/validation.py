@@ -75,7 +75,7 @@ def resource_items(params, single, many, keys):
     """The resources a run asks for: ``params[single]`` with the top-level keys, or the
     dicts in ``params[many]``. Each item is checked to be a dict with known keys only."""
     if params[single] is not None:
-        return [dict((k, params[k]) for k in keys)]
+        return [dict((k, params.get(k)) for k in keys)]
     items = []
     for n, item in enumerate(params[many], 1):
         if not isinstance(item, dict):

@@ -14,7 +14,7 @@ so a failure before them has destroyed nothing.
 from __future__ import annotations
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio_backstore
-from ansible_collections.clusterducks.vdisk.plugins.module_utils.pool import normalize_layout
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.pool import VdiskRecord, normalize_layout
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import (
     ValidationError,
     check_name,
@@ -23,7 +23,7 @@ from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation impo
     resource_items,
 )
 
-ITEM_KEYS = ('name', 'size', 'filesystem', 'partitions', 'state', 'force')
+ITEM_KEYS = ('name', 'size', 'filesystem', 'partitions', 'state', 'force', 'migrate_from')
 
 
 def requested(params):
@@ -39,6 +39,7 @@ def requested(params):
             'state': item.get('state') or params['state'],
             # Ansible has already made the item's force a real bool (suboptions).
             'force': params['force'] if item.get('force') is None else item['force'],
+            'migrate_from': item.get('migrate_from') or params.get('migrate_from'),
         }
         if not isinstance(spec['force'], bool):
             raise ValidationError('vDisk %s: force must be a boolean' % spec['name'])
@@ -60,7 +61,32 @@ def summary(record, exports):
     if record is None:
         return None
     return {'size_bytes': record.size_bytes, 'filesystem': record.filesystem, 'partitions': record.partitions,
-            'wwn': record.wwn, 'exported_by': exports or []}
+            'wwn': record.wwn, 'backstore': record.backstore, 'backing': record.backing,
+            'exported_by': exports or []}
+
+
+def _plan_migration(spec, pool, old_pool, so):
+    """Actions that move a vDisk of ``old_pool`` to ``pool``: same WWN, LUNs, mappings and data."""
+    name, old = spec['name'], spec['migrate_record']
+    if so is not None and not lio_backstore.owns(so, old):
+        raise ValidationError('vDisk %s: the %s backstore of that name exports %s, not the vDisk in %s: refusing '
+                              'to move it' % (name, so.plugin, so.udev_path, old_pool.spec))
+    if so is not None:
+        logged_in = lio_backstore.active_sessions(so)
+        if logged_in:
+            raise ValidationError('vDisk %s is in use by %s: moving it copies its data, so the device must be shut '
+                                  'down (logged out) first' % (name, ', '.join(logged_in)))
+    spec['size_bytes_final'] = pool.round_size(old.size_bytes)
+    actions = ['migrated']
+    if spec.get('size_bytes') is not None:
+        wanted = pool.round_size(spec['size_bytes'])
+        if wanted < old.size_bytes:
+            raise ValidationError('vDisk %s is %s: shrinking it to %s is refused (it would destroy data)'
+                                  % (name, format_size(old.size_bytes), format_size(spec['size_bytes'])))
+        if wanted > spec['size_bytes_final']:
+            spec['size_bytes'] = wanted
+            actions.append('grown')
+    return actions
 
 
 def _plan_present(spec, record, so):
@@ -94,8 +120,10 @@ def _plan_present(spec, record, so):
         actions.append('grown')
     if so is None:
         actions.append('exported')
-    elif 'grown' in actions or lio_backstore.drift(so, record):
+    elif lio_backstore.drift(so, record) or ('grown' in actions and not lio_backstore.resizes_itself(record)):
         actions.append('reexported')
+    elif lio_backstore.untuned(so):
+        actions.append('tuned')
     return actions
 
 
@@ -117,9 +145,16 @@ class VdiskStep(object):
         spec, record = self.spec, self.record
         if spec['state'] == 'absent':
             return None
+        if 'migrated' in self.actions:
+            old = spec['migrate_record']
+            after = summary(old, self.exports)
+            after.update(size_bytes=spec.get('size_bytes') or spec['size_bytes_final'],
+                         backstore=self.pool.backstore, backing='(in %s)' % self.pool.spec)
+            return after
         if record is None:
             return {'size_bytes': spec['size_bytes'], 'filesystem': spec['filesystem_final'],
-                    'partitions': spec['layout'], 'wwn': '(new)', 'exported_by': []}
+                    'partitions': spec['layout'], 'wwn': '(new)', 'backstore': self.pool.backstore,
+                    'backing': '(new)', 'exported_by': []}
         after = summary(record, self.exports)
         if 'grown' in self.actions:
             after['size_bytes'] = spec['size_bytes']
@@ -134,6 +169,12 @@ class VdiskStep(object):
                 done.add('unexported')
             pool.delete(self.record)
             done.add('deleted')
+            return
+        if 'migrated' in actions:
+            self._migrate()
+            done.add('migrated')
+            if 'grown' in actions:
+                pool.grow(self.record, spec['size_bytes'])
             return
         if 'created' in actions:
             record = pool.create(spec['name'], spec['size_bytes'], spec['filesystem_final'], spec['layout'])
@@ -155,6 +196,8 @@ class VdiskStep(object):
                 done.add('exported')
             elif 'reexported' in actions:
                 self.so = lio_backstore.recreate(self.so, record)
+            elif 'tuned' in actions:
+                lio_backstore.tune(self.so)
         except BaseException:
             if 'grown' in actions:
                 # Nothing could have been written past the old end: the export failed.
@@ -162,6 +205,33 @@ class VdiskStep(object):
             raise
         if 'grown' in actions:
             done.add('grown')
+
+    def _migrate(self):
+        """Copy the vDisk into this pool and swap its backstore, LUNs and mappings over to the copy.
+
+        The data is copied while no LUN exports the vDisk (between the delete
+        and the relink of lio_backstore.recreate), so no write can land in the
+        old copy after it was read. The old copy stays where it was.
+        """
+        pool, spec, old = self.pool, self.spec, self.spec['migrate_record']
+        size = spec['size_bytes_final']
+
+        def copy(device):
+            pool.copy_in(old.backing, device)
+            if old.partitions and size != old.size_bytes:
+                pool.move_gpt_backup(device)
+
+        def move(device):
+            new = VdiskRecord(old.name, device, size, old.wwn, old.filesystem, old.partitions, old.created,
+                              pool.backstore)
+            if self.so is None:
+                copy(device)
+                self.so = lio_backstore.create(new)
+            else:
+                self.so = lio_backstore.recreate(self.so, new, between=lambda: copy(device))
+
+        self.record = pool.create(old.name, size, old.filesystem, old.partitions, wwn=old.wwn, created=old.created,
+                                  fill=move)
 
     def undo(self):
         """Take this step back where that loses nothing (None), else say why it stays.
@@ -171,6 +241,9 @@ class VdiskStep(object):
         done = getattr(self, '_done', set())
         if 'deleted' in done:
             return 'deleted with its data'
+        if 'migrated' in done:
+            return 'moved to %s with its exports; the old copy in %s is kept' % (
+                self.pool.spec, self.spec['migrate_from'])
         if 'unexported' in done:
             return 'its backstore, LUNs and mappings were removed; the data is still in the pool'
         if 'grown' in done:
@@ -197,13 +270,14 @@ class VdiskStep(object):
         return result
 
 
-def plan(pool, items, exports, lookup_backstore, purge=False, purge_force=False):
+def plan(pool, items, exports, lookup_backstore, purge=False, purge_force=False, open_pool=None):
     """One step per vDisk, deletions last; and the names of unlisted vDisks kept.
 
     ``exports`` is lio_backstore.exports_index() (or {} when LIO is not there
     yet, in check mode); ``lookup_backstore(name)`` returns the live backstore
     or None. With ``purge`` every vDisk of the pool that is not listed is
-    deleted if ``purge_force``, else only reported.
+    deleted if ``purge_force``, else only reported. ``open_pool(spec)`` opens
+    the pool an item's ``migrate_from`` names.
     """
     steps = []
     listed = set(spec['name'] for spec in items)
@@ -214,25 +288,44 @@ def plan(pool, items, exports, lookup_backstore, purge=False, purge_force=False)
                 continue
             if purge_force:
                 items = items + [{'name': record.name, 'state': 'absent', 'force': True, 'size': None,
-                                  'filesystem': None, 'partitions': None}]
+                                  'filesystem': None, 'partitions': None, 'migrate_from': None}]
             else:
                 unlisted.append(record.name)
+    old_pools = {}
     for spec in items:
-        record = pool.get(spec['name'])
-        so = lookup_backstore(spec['name']) if record is not None else None
+        name = spec['name']
+        record = pool.get(name)
+        so = lookup_backstore(name)
+        if spec.get('size_bytes') is not None:
+            spec['size_bytes'] = pool.round_size(spec['size_bytes'])
+        if record is not None and so is not None and not lio_backstore.owns(so, record):
+            # Another pool's vDisk of the same name holds the backstore (one moved with migrate_from, say).
+            if spec['state'] == 'present':
+                raise ValidationError('vDisk %s: the %s backstore of that name exports %s, not the vDisk in %s: '
+                                      'refusing to take it over' % (name, so.plugin, so.udev_path, pool.spec))
+            so = None  # deleting this copy leaves that backstore alone
         if spec['state'] == 'present':
-            if record is None and lookup_backstore(spec['name']) is not None:
-                raise ValidationError('a fileio backstore called %s exists but is not a vDisk of pool %s: '
-                                      'refusing to take it over' % (spec['name'], pool.path))
-            actions = _plan_present(spec, record, so)
+            if record is None and spec.get('migrate_from'):
+                if spec['migrate_from'] not in old_pools:
+                    old_pools[spec['migrate_from']] = open_pool(spec['migrate_from'])
+                spec['migrate_record'] = old_pools[spec['migrate_from']].get(name)
+            if record is None and spec.get('migrate_record') is not None:
+                actions = _plan_migration(spec, pool, old_pools[spec['migrate_from']], so)
+            elif record is None and so is not None:
+                raise ValidationError('a %s backstore called %s exists but is not a vDisk of pool %s: '
+                                      'refusing to take it over' % (so.plugin, name, pool.spec))
+            else:
+                actions = _plan_present(spec, record, so)
+            if set(actions) & set(('created', 'grown', 'migrated')):
+                pool.check_room(name, spec.get('size_bytes') or spec.get('size_bytes_final'))
         elif record is None:
             actions = []
-        elif exports.get(spec['name']) and not spec['force']:
+        elif so is not None and exports.get(name) and not spec['force']:
             raise ValidationError('vDisk %s is exported by %s: set force=true to delete it and its data'
-                                  % (spec['name'], ', '.join(e['target'] for e in exports[spec['name']])))
+                                  % (name, ', '.join(e['target'] for e in exports[name])))
         else:
             actions = ['deleted']
-        steps.append(VdiskStep(pool, spec, record, so, exports.get(spec['name']), actions))
+        steps.append(VdiskStep(pool, spec, record, so, exports.get(name) if so is not None else None, actions))
     return steps, unlisted
 
 

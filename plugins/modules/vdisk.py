@@ -11,20 +11,27 @@ module: vdisk
 short_description: Manage vDisks in a storage pool and their LIO backstores
 version_added: 0.1.0
 description:
-  - Creates, grows and deletes vDisks, the per-device persistent disks of clusterducks, on a storage host.
-  - A vDisk lives in a pool and is exported as a LIO fileio backstore named after it, with a WWN (T10 unit serial)
-    that never changes for the life of the vDisk. The initiator sees that WWN as C(/dev/disk/by-id/wwn-*).
-  - The backstore has write-back caching off (fileio write-back loses data the initiator flushed when the storage
-    host crashes) and AIO off (LIO's AIO path does not honour O_DSYNC, so without a write cache acknowledged writes
-    would not be durable). A backstore found with either on is recreated with the same WWN.
-  - With the btrfs pool backend each vDisk is a subvolume of the pool (the unit of snapshots and replication)
-    holding a sparse, nodatacow backing file and C(vdisk.json), its metadata.
+  - Creates, grows, moves and deletes vDisks, the per-device persistent disks of clusterducks, on a storage host.
+  - A vDisk lives in a pool and is exported as a LIO backstore named after it, with a WWN (T10 unit serial) that never
+    changes for the life of the vDisk. The initiator sees that WWN as C(/dev/disk/by-id/wwn-*).
+  - "In an LVM thin pool (O(pool=lvm-thin:VG/POOL), the default path, see C(docs/data-path.md)) a vDisk is a thin
+    volume C(/dev/VG/vdisk-NAME) exported as a C(block) backstore. The device's write cache, flushes and FUA pass
+    through to the disk, so the initiator's fsync is durable (tested by power-cuts). C(emulate_tpu) and
+    C(emulate_tpws) are set, so the device's discards give space back to the pool. Its metadata, C(vdisk.json), is
+    kept in C(/var/lib/clusterducks-vdisk/lvm-thin/VG/POOL/NAME/)."
+  - In a btrfs pool (an absolute path) a vDisk is a subvolume holding a sparse, nodatacow backing file and
+    C(vdisk.json), exported as a C(fileio) backstore with write-back off (fileio write-back loses data the initiator
+    flushed when the storage host crashes) and AIO off (LIO's AIO path does not honour O_DSYNC, so without a write
+    cache acknowledged writes would not be durable). A backstore found with either on is recreated with the same WWN.
   - A new vDisk is formatted once, on the storage host, at creation - as a whole disk or as a GPT with one
     filesystem per partition, so that the seed's I(partition N -> mountpoint) assignments work. An existing vDisk is
     never formatted again.
-  - Growing keeps the WWN and every LUN and initiator mapping (LIO cannot resize a fileio backstore, so it is
-    recreated with the same WWN and relinked). Shrinking is refused. Deleting a vDisk that a target exports needs
-    O(force=true).
+  - Growing keeps the WWN and every LUN and initiator mapping. In an LVM thin pool it is C(lvextend) and nothing
+    else (LIO reads a block backstore's size from its device), so I/O in flight never fails. A fileio backstore
+    cannot be resized, so it is recreated with the same WWN and relinked. Growing a partitioned vDisk moves the GPT
+    backup header to the new end. Shrinking is refused. Deleting a vDisk that a target exports needs O(force=true).
+  - O(migrate_from) moves a vDisk from another pool (a btrfs pool of a host set up before LVM thin) into O(pool) - its
+    data, WWN, LUNs and initiator mappings. See C(docs/storage-host.md).
   - Many vDisks can be managed in one run with O(vdisks); one run makes one pass over LIO and saves its
     configuration once, which is what makes hundreds of vDisks fast.
   - Runs against one host are serialized with a lock; every change is saved to LIO's save file
@@ -41,6 +48,7 @@ attributes:
     details:
       - Check mode plans with the same code as a real run, so the plan and the change cannot disagree. Before the
         pool exists (a check run of the storage_host role on a fresh host) every vDisk is planned as new.
+      - A move (O(migrate_from)) is planned in full - the pool, the size, the sessions - and reported as V(migrated).
   diff_mode:
     support: full
   idempotent:
@@ -48,8 +56,12 @@ attributes:
 options:
   pool:
     description:
-      - The pool holding the vDisks. For the btrfs backend, the absolute path of a mounted btrfs filesystem
-        (the M(clusterducks.vdisk.storage_host) role creates it).
+      - The pool holding the vDisks (the M(clusterducks.vdisk.storage_host) role creates it).
+      - V(lvm-thin:VG/POOL) - the thin pool POOL of the LVM volume group VG, the default path (the role's default is
+        V(lvm-thin:vdisks/pool)). Sizes are rounded up to the volume group's extent size (4 MiB by default). No
+        vDisk is created or grown while the thin pool's data or metadata is 90% full or more.
+      - An absolute path - a mounted btrfs filesystem, the path of hosts set up before LVM thin.
+      - Any other value is refused before anything changes.
     type: str
     required: true
   name:
@@ -89,6 +101,17 @@ options:
         type: str
         choices: [xfs, ext4, none]
         default: xfs
+  migrate_from:
+    description:
+      - Another pool (as O(pool), typically the btrfs path V(/srv/vdisks)) to move the vDisk from when O(pool) does
+        not have it yet. The data is copied into a new volume of O(pool) of the same size (rounded up to the extent
+        size) and the backstore is swapped to it with the same name, WWN, LUNs and initiator mappings, so the device
+        sees the same disk. The copy in the old pool is kept; delete it there with O(state=absent) when you are sure.
+      - The device must be shut down (no initiator logged in to a target exporting the vDisk). The move is refused
+        otherwise, since writes during the copy would be lost. No LUN exports the vDisk while its data is copied.
+      - A vDisk that neither pool has is created as usual; one that O(pool) has already is left to the other options.
+      - With O(vdisks), the default for items that do not set their own.
+    type: str
   state:
     description:
       - V(present) creates or grows the vDisk; V(absent) deletes it with its data.
@@ -99,6 +122,8 @@ options:
   force:
     description:
       - Allow deleting a vDisk that a target exports. Its LUNs and initiator mappings are removed first.
+      - Not needed to delete the old copy of a moved vDisk (O(migrate_from)). The backstore of that name exports the
+        new copy and is left alone.
       - With O(vdisks), the default for items that do not set their own.
     type: bool
     default: false
@@ -136,6 +161,9 @@ options:
       force:
         description: As O(force); defaults to the module's O(force). A real boolean (V("no") is false).
         type: bool
+      migrate_from:
+        description: As O(migrate_from); defaults to the module's O(migrate_from).
+        type: str
   purge:
     description:
       - Make O(vdisks) authoritative for the pool. vDisks in the pool that the list does not name are reported in
@@ -147,12 +175,16 @@ options:
     default: false
 requirements:
   - python3-rtslib-fb
-  - btrfs-progs, xfsprogs, e2fsprogs, gdisk (for partitions) on the storage host
+  - lvm2 and thin-provisioning-tools (LVM thin pools) or btrfs-progs (btrfs pools), xfsprogs, e2fsprogs, gdisk (for
+    partitions) on the storage host
 notes:
   - Growing a partitioned vDisk adds free space after the last partition; the device grows its partition table
     and filesystem itself (for example C(sgdisk -e) and C(growpart)).
-  - The initiator sees a grown vDisk after a rescan (C(iscsiadm -m session --rescan)). Recreating the backstore removes
-    the LUN for a moment; I/O in flight is retried by the initiator.
+  - The initiator sees a grown vDisk after a rescan (C(iscsiadm -m session --rescan)). In a btrfs pool, recreating the
+    fileio backstore removes the LUN for a moment and I/O arriving then fails; grow such vDisks while their device is
+    idle, or move them to an LVM thin pool.
+  - The storage host's page cache of a thin volume does not see what the device writes through LIO; the module drops
+    it (C(blockdev --flushbufs)) before it reads a vDisk's partition table.
 seealso:
   - module: clusterducks.vdisk.iscsi_target
   - module: clusterducks.vdisk.lio_info
@@ -161,13 +193,13 @@ seealso:
 EXAMPLES = r"""
 - name: A 10 GiB vDisk with one XFS filesystem (assignment mounts key 0)
   clusterducks.vdisk.vdisk:
-    pool: /srv/vdisks
+    pool: lvm-thin:vdisks/pool
     name: node01
     size: 10G
 
 - name: A vDisk with two partitions (assignment mounts keys 1 and 2)
   clusterducks.vdisk.vdisk:
-    pool: /srv/vdisks
+    pool: lvm-thin:vdisks/pool
     name: node02
     size: 20G
     partitions:
@@ -177,7 +209,7 @@ EXAMPLES = r"""
 
 - name: Many vDisks in one run (one LIO pass, one save)
   clusterducks.vdisk.vdisk:
-    pool: /srv/vdisks
+    pool: lvm-thin:vdisks/pool
     vdisks:
       - name: node03
         size: 10G
@@ -189,20 +221,20 @@ EXAMPLES = r"""
 
 - name: Grow node01 (same WWN, same LUNs; the device rescans to see it)
   clusterducks.vdisk.vdisk:
-    pool: /srv/vdisks
+    pool: lvm-thin:vdisks/pool
     name: node01
     size: 20G
 
 - name: Delete node02 even though a target exports it
   clusterducks.vdisk.vdisk:
-    pool: /srv/vdisks
+    pool: lvm-thin:vdisks/pool
     name: node02
     state: absent
     force: true
 
 - name: The pool holds exactly these vDisks; report any other (add force true to delete them)
   clusterducks.vdisk.vdisk:
-    pool: /srv/vdisks
+    pool: lvm-thin:vdisks/pool
     purge: true
     vdisks:
       - name: node01
@@ -214,6 +246,14 @@ EXAMPLES = r"""
 - name: Show vDisks nobody declared
   ansible.builtin.debug:
     var: pool_state.unlisted
+
+- name: Move node01 and node02 from the btrfs pool of an older host (their devices are shut down)
+  clusterducks.vdisk.vdisk:
+    pool: lvm-thin:vdisks/pool
+    migrate_from: /srv/vdisks
+    vdisks:
+      - name: node01
+      - name: node02
 """
 
 RETURN = r"""
@@ -225,7 +265,7 @@ before:
   type: dict
   sample:
     node01: {size_bytes: 10737418240, filesystem: xfs, partitions: [], wwn: 5bd27db6-4f57-4a0c-9c55-1e2b5d8f6e1a,
-             exported_by: []}
+             backstore: block, backing: /dev/vdisks/vdisk-node01, exported_by: []}
 after:
   description:
     - Each vDisk of the run by name, as the run leaves it (or would, in check mode); V(null) when deleted. A vDisk
@@ -234,7 +274,7 @@ after:
   type: dict
   sample:
     node01: {size_bytes: 21474836480, filesystem: xfs, partitions: [], wwn: 5bd27db6-4f57-4a0c-9c55-1e2b5d8f6e1a,
-             exported_by: []}
+             backstore: block, backing: /dev/vdisks/vdisk-node01, exported_by: []}
 unlisted:
   description: With O(purge=true) and without O(force), the vDisks in the pool that the list does not name (kept).
   returned: success
@@ -248,7 +288,8 @@ vdisk:
   sample:
     name: node01
     state: present
-    path: /srv/vdisks/node01/disk.img
+    backstore: block
+    path: /dev/vdisks/vdisk-node01
     size_bytes: 10737418240
     size: 10G
     wwn: 5bd27db6-4f57-4a0c-9c55-1e2b5d8f6e1a
@@ -262,7 +303,8 @@ vdisks:
   description:
     - Every vDisk the run was given, in order, with the keys of RV(vdisk).
     - C(actions) lists what was done (or would be done in check mode) - V(created), V(exported),
-      V(grown), V(reexported) (backstore recreated with the same WWN), V(deleted).
+      V(grown), V(reexported) (backstore recreated with the same WWN), V(tuned) (block backstore attributes set in
+      place), V(migrated) (moved from O(migrate_from)), V(deleted).
   returned: success
   type: list
   elements: dict
@@ -275,8 +317,12 @@ vdisks:
       description: V(present) or V(absent).
       type: str
       returned: always
+    backstore:
+      description: The LIO backstore plugin that exports it - V(block) (LVM thin pool) or V(fileio) (btrfs pool).
+      type: str
+      returned: when present
     path:
-      description: The backing file on the storage host.
+      description: The backing on the storage host - a thin volume (C(/dev/VG/vdisk-NAME)) or a file.
       type: str
       returned: when present
     size_bytes:
@@ -326,14 +372,20 @@ STATE = {'type': 'str', 'choices': ['present', 'absent']}
 class _NoPoolYet(object):
     """Check mode on a host whose pool is not made yet: every vDisk is new."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, pool):
+        self.spec, self.path, self.backstore = pool.spec, pool.path, pool.backstore
 
     def get(self, name):
         return None
 
     def list(self):
         return []
+
+    def round_size(self, size_bytes):
+        return size_bytes
+
+    def check_room(self, name, size_bytes):
+        pass
 
 
 def run_module():
@@ -347,6 +399,7 @@ def run_module():
             'state': dict(STATE, default='present'),
             'force': {'type': 'bool', 'default': False},
             'purge': {'type': 'bool', 'default': False},
+            'migrate_from': {'type': 'str'},
             # Suboptions, so Ansible converts each item's values ("no" -> False).
             'vdisks': {'type': 'list', 'elements': 'dict', 'options': {
                 'name': {'type': 'str', 'required': True},
@@ -355,6 +408,7 @@ def run_module():
                 'partitions': PARTITIONS,
                 'state': STATE,
                 'force': {'type': 'bool'},
+                'migrate_from': {'type': 'str'},
             }},
         },
         mutually_exclusive=[('name', 'vdisks'), ('vdisks', 'size'), ('vdisks', 'filesystem'),
@@ -367,7 +421,15 @@ def run_module():
         lio.require_rtslib(module)
 
     def run(argv):
-        return module.run_command(argv)
+        try:
+            return module.run_command(argv, handle_exceptions=False)
+        except OSError as exc:  # a tool not installed yet (check mode on a fresh host)
+            return 127, '', '%s: %s' % (argv[0], exc)
+
+    def open_old_pool(spec):
+        old = open_pool(spec, run)
+        old.check()
+        return old
 
     try:
         items = vdisk_resource.requested(module.params)
@@ -379,14 +441,14 @@ def run_module():
                 raise
             # A check run before the storage_host role has made and mounted the pool.
             module.warn('%s: planning every vDisk as new (check mode)' % exc)
-            pool = _NoPoolYet(pool.path)
+            pool = _NoPoolYet(pool)
         if lio.HAS_RTSLIB:
             root = lio.open_root()
             with host_lock():
-                result = converge(module, pool, root, items)
+                result = converge(module, pool, root, items, open_old_pool)
         else:
             module.warn('python3-rtslib-fb is not installed yet: planning as if LIO were empty (check mode)')
-            result = converge(module, pool, None, items)
+            result = converge(module, pool, None, items, open_old_pool)
     except (ValidationError, PoolError, lio.LIOError, LockTimeout, lio.ChangeFailed) as exc:
         module.fail_json(msg=str(exc))
     except (lio.rtslib_errors()[0], OSError) as exc:
@@ -398,7 +460,7 @@ def _no_backstore(name):
     return None
 
 
-def converge(module, pool, root, items):
+def converge(module, pool, root, items, open_old_pool=None):
     params = module.params
     if root is None:
         exports, lookup = {}, _no_backstore
@@ -406,10 +468,10 @@ def converge(module, pool, root, items):
         exports, lookup = lio_backstore.exports_index(root), lio_backstore.lookup
     # Plan everything first: a run with one bad item changes nothing.
     steps, unlisted = vdisk_resource.plan(pool, items, exports, lookup, purge=params['purge'],
-                                          purge_force=params['force'])
+                                          purge_force=params['force'], open_pool=open_old_pool)
     if unlisted:
         module.warn('vDisks in pool %s that the list does not name (kept; force=true with purge=true deletes '
-                    'them and their data): %s' % (pool.path, ', '.join(unlisted)))
+                    'them and their data): %s' % (pool.spec, ', '.join(unlisted)))
     if not module.check_mode:
         lio.apply_changes(root, [step.step() for step in vdisk_resource.apply_order(steps) if step.actions],
                           subject='LIO or the pool')

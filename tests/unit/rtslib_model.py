@@ -85,7 +85,7 @@ ACL_ATTRIBUTES = {
     'random_r2t_offsets': '0',
 }
 SO_ATTRIBUTES = {
-    'block_size': '512', 'emulate_3pc': '1', 'emulate_tpu': '0', 'emulate_write_cache': '0',
+    'block_size': '512', 'emulate_3pc': '1', 'emulate_tpu': '0', 'emulate_tpws': '0', 'emulate_write_cache': '0',
     'hw_max_sectors': '16384', 'max_write_same_len': '4096', 'queue_depth': '128',
 }
 AUTH_KEYS = ('userid', 'password', 'userid_mutual', 'password_mutual')
@@ -876,6 +876,42 @@ class FileIOStorageObject(StorageObject):
         return d
 
 
+class BlockStorageObject(StorageObject):
+    """A block backstore: its size is its device's (``model.block_devices``), read live."""
+
+    kind = 'BlockStorageObject'
+    _m = None  # set on the model's subclass
+
+    def __init__(self, name, dev=None, wwn=None, readonly=False, write_back=False, index=None):
+        self._init_handle(self._m, name, 'block')
+        if dev is None:
+            self._create_in_cfs_ine('lookup', None)
+            return
+        if self.exists:
+            raise RTSLibError('Storage object block/%s exists' % name)
+        if dev not in self._m.block_devices:
+            raise RTSLibError('Device %s is not a TYPE_DISK block device' % dev)
+        if any(node.get('dev') == dev for (plugin, _n), node in self._m.state['sos'].items() if plugin == 'block'):
+            raise RTSLibError('Cannot configure StorageObject because device %s is already in use' % dev)
+        # The device's volatile write cache shows through (dm-thin on a disk with one).
+        attributes = dict(SO_ATTRIBUTES, emulate_write_cache='1')
+        self._mkdir(lambda: {'dev': dev, 'size': None, 'wwn': wwn or self._m._uuid(), 'readonly': bool(readonly),
+                             'attributes': attributes})
+
+    @property
+    def size(self):
+        self._check_self()
+        return self._m.block_devices[self._node()['dev']]
+
+    write_back = property(lambda self: self._prop('attributes')['emulate_write_cache'] == '1')
+    readonly = property(lambda self: self._prop('readonly'))
+
+    def dump(self):
+        d = super(BlockStorageObject, self).dump()
+        d.update(write_back=self.write_back, readonly=self.readonly)
+        return d
+
+
 class _OtherStorageObject(StorageObject):
     kind = 'StorageObject'
 
@@ -981,6 +1017,8 @@ class Model(object):
         model = self
         root_cls = type('RTSRoot', (RTSRoot,), {'_m': model, '_preferred_dbroot': dbroot})
         fileio_cls = type('FileIOStorageObject', (FileIOStorageObject,), {'_m': model})
+        block_cls = type('BlockStorageObject', (BlockStorageObject,), {'_m': model})
+        self.block_devices = {}  # path -> size in bytes: what a block backstore can be made on
         self.root_module = types.SimpleNamespace(default_save_file=save_file, RTSRoot=root_cls)
         self.rtslib = types.SimpleNamespace(
             __version__='2.1.75',
@@ -988,7 +1026,7 @@ class Model(object):
             RTSRoot=root_cls,
             FabricModule=lambda name: FabricModule(model, name),
             Target=Target, TPG=TPG, NetworkPortal=NetworkPortal, LUN=LUN, NodeACL=NodeACL, MappedLUN=MappedLUN,
-            FileIOStorageObject=fileio_cls,
+            FileIOStorageObject=fileio_cls, BlockStorageObject=block_cls,
         )
 
     # ids ------------------------------------------------------------
@@ -1005,6 +1043,8 @@ class Model(object):
     def _so_handle(self, plugin, name):
         if plugin == 'fileio':
             return self.rtslib.FileIOStorageObject(name)
+        if plugin == 'block' and 'readonly' in self.state['sos'][(plugin, name)]:
+            return self.rtslib.BlockStorageObject(name)
         return _OtherStorageObject(self, plugin, name)
 
     # failure injection ---------------------------------------------

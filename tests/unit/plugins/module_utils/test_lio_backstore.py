@@ -22,7 +22,8 @@ WWN = '6b1f7a52-9c4e-4d1a-8f3e-0a1b2c3d4e5f'
 
 
 def record(size):
-    return types.SimpleNamespace(name='a', backing='/srv/vdisks/a/disk.img', size_bytes=size, wwn=WWN)
+    return types.SimpleNamespace(name='a', backing='/srv/vdisks/a/disk.img', size_bytes=size, wwn=WWN,
+                                 backstore='fileio')
 
 
 @pytest.fixture
@@ -75,3 +76,62 @@ def test_recreate_puts_the_old_object_back_whatever_change_fails(host):
             lio_backstore.recreate(host.rtslib.FileIOStorageObject('a'), record(2 * G))
         host.heal()
         assert host.view() == before, 'failure at change %d of %d' % (nth, changes)
+
+
+def block_record(dev='/dev/vdisks/vdisk-a'):
+    return types.SimpleNamespace(name='a', backing=dev, size_bytes=2 * G, wwn=WWN, backstore='block')
+
+
+def test_a_move_to_a_block_backstore_keeps_wwn_luns_and_mappings_and_copies_while_unexported(host):
+    host.block_devices['/dev/vdisks/vdisk-a'] = 2 * G
+    before = exports(host)
+    seen = []
+    so = lio_backstore.recreate(host.rtslib.FileIOStorageObject('a'), block_record(),
+                                between=lambda: seen.append(lio_backstore.lookup('a')))
+    assert seen == [None]  # nothing exported the vDisk while its data was copied
+    assert (so.plugin, so.size, so.wwn, so.udev_path) == ('block', 2 * G, WWN, '/dev/vdisks/vdisk-a')
+    assert lio_backstore.untuned(so) == {} and so.get_attribute('emulate_tpu') == '1'
+    assert exports(host) == before
+    assert lio_backstore.lookup('a').plugin == 'block'
+
+
+def test_a_failed_move_puts_the_fileio_object_back_whatever_change_fails(host):
+    host.block_devices['/dev/vdisks/vdisk-a'] = 2 * G
+    start = host.snapshot()
+    before = host.view()
+    count = host.mutations
+    lio_backstore.recreate(host.rtslib.FileIOStorageObject('a'), block_record())
+    changes = host.mutations - count
+    for nth in range(1, changes + 1):
+        host.restore(start)
+        host.fail_at(nth)
+        with pytest.raises(Exception, match='injected failure'):
+            lio_backstore.recreate(host.rtslib.FileIOStorageObject('a'), block_record())
+        host.heal()
+        assert host.view() == before, 'failure at change %d of %d' % (nth, changes)
+    # And a failing copy: nothing was changed for good either.
+    host.restore(start)
+
+    def copy_fails():
+        raise OSError('dd: No space left on device')
+    with pytest.raises(OSError):
+        lio_backstore.recreate(host.rtslib.FileIOStorageObject('a'), block_record(), between=copy_fails)
+    assert host.view() == before
+
+
+def test_a_block_backstore_is_made_tuned_and_untuned_ones_are_found(lio_model):
+    lio_model.block_devices['/dev/vdisks/vdisk-a'] = G
+    so = lio_backstore.create(block_record())
+    assert (so.plugin, so.size, so.wwn) == ('block', G, WWN)
+    so.set_attribute('emulate_tpu', '0')
+    assert lio_backstore.untuned(so) == {'emulate_tpu': '1'}
+    lio_backstore.tune(so)
+    assert lio_backstore.untuned(so) == {}
+    lio_model.block_devices['/dev/vdisks/vdisk-a'] = 2 * G  # lvextend: LIO reads the new size itself
+    assert so.size == 2 * G and lio_backstore.drift(so, block_record()) == []
+
+
+def test_a_device_nobody_can_export_leaves_no_object_behind(lio_model):
+    with pytest.raises(Exception, match='not a TYPE_DISK block device'):
+        lio_backstore.create(block_record('/dev/vdisks/missing'))
+    assert lio_backstore.lookup('a') is None

@@ -110,12 +110,12 @@ def test_a_disabled_tpg_or_a_missing_one_is_not_converged(host):
 
 def test_restore_puts_back_a_lun_of_another_backstore(host):
     r = host.rtslib
-    blk = host.add_storage_object('block', 'blk', dev='/dev/vg0/blk')
+    blk = host.add_storage_object('rd_mcp', 'blk')
     tpg = host.iscsi_target(IQN)
     r.MappedLUN(r.NodeACL(tpg, INIT), 0, r.LUN(tpg, 0, blk), True)
     tpg.enable = True
     before = live(declare())
-    assert before['luns'] == [{'lun': 0, 'vdisk': 'block/blk'}]
+    assert before['luns'] == [{'lun': 0, 'vdisk': 'rd_mcp/blk'}]
     converge(declare())
     lio_target.restore(IQN, before)
     assert live(declare()) == before

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.clusterducks.vdisk.plugins.module_utils.pool import VdiskRecord
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.pool import PoolError, VdiskRecord
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import ValidationError
-from ansible_collections.clusterducks.vdisk.plugins.module_utils import vdisk_resource
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio_backstore, vdisk_resource
 
 G = 1 << 30
 
@@ -30,7 +30,13 @@ def item(**over):
 class SO:
     def __init__(self, record, **over):
         self.udev_path, self.size, self.write_back, self.aio = record.backing, record.size_bytes, False, False
+        self.plugin, self.name = record.backstore, record.name
+        self.attributes = dict(lio_backstore.BLOCK_ATTRIBUTES)
+        self.sessions = []
         self.__dict__.update(over)
+
+    def get_attribute(self, name):
+        return self.attributes[name]
 
 
 def record(size=G, filesystem='xfs', partitions=()):
@@ -106,15 +112,24 @@ def test_plan_never_reformats_or_repartitions():
 
 # Plans over a pool and LIO held in memory; resource_run applies them.
 
-from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio_backstore, resource_run  # noqa: E402
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import resource_run  # noqa: E402
 
 
 class MemoryPool:
-    path = '/srv/vdisks'
+    path = spec = '/srv/vdisks'
+    backstore = 'fileio'
+    full = False
 
     def __init__(self, *records, fail_create=None):
         self.records = dict((r.name, r) for r in records)
         self.fail_create = fail_create
+
+    def round_size(self, size_bytes):
+        return size_bytes
+
+    def check_room(self, name, size_bytes):
+        if self.full:
+            raise PoolError('thin pool is 95.0%% full (data): refusing to create or grow vDisk %s' % name)
 
     def get(self, name):
         return self.records.get(name)
@@ -144,7 +159,16 @@ def backstores(monkeypatch):
     live = {}
     monkeypatch.setattr(lio_backstore, 'create', lambda r: live.setdefault(r.name, SO(r)))
     monkeypatch.setattr(lio_backstore, 'delete', lambda so: live.pop([k for k, v in live.items() if v is so][0]))
-    monkeypatch.setattr(lio_backstore, 'recreate', lambda so, r: live.__setitem__(r.name, SO(r)) or live[r.name])
+
+    def recreate(so, r, between=None):
+        del live[r.name]
+        if between is not None:
+            between()
+        live[r.name] = SO(r)
+        return live[r.name]
+
+    monkeypatch.setattr(lio_backstore, 'recreate', recreate)
+    monkeypatch.setattr(lio_backstore, 'active_sessions', lambda so: so.sessions)
     return live
 
 
@@ -257,3 +281,104 @@ def test_round_trip_property_applied_plans_read_back_as_nothing_to_do(backstores
             assert (item['name'] in pool.records, item['name'] in backstores) == (present, present), case
             if present:
                 assert pool.get(item['name']).size_bytes == int(item['size'][:-1]) << 20, case
+
+
+# The LVM thin path (block backstores) and moves between pools.
+
+def block(name, size=G):
+    return VdiskRecord(name, '/dev/vdisks/vdisk-' + name, size, 'wwn-' + name, 'xfs', [], backstore='block')
+
+
+class ThinPool(MemoryPool):
+    spec = 'lvm-thin:vdisks/pool'
+    backstore = 'block'
+
+    def create(self, name, size_bytes, filesystem, layout, wwn=None, created=None, fill=None):
+        if fill is not None:
+            fill('/dev/vdisks/vdisk-' + name)
+        r = VdiskRecord(name, '/dev/vdisks/vdisk-' + name, size_bytes, wwn or 'wwn-' + name, filesystem, layout,
+                        created, 'block')
+        self.records[name] = r
+        return r
+
+    def round_size(self, size_bytes):
+        return -(-size_bytes // (4 << 20)) * (4 << 20)
+
+    def copy_in(self, source, target):
+        self.copied = (source, target)
+
+
+def test_a_block_vdisk_grows_without_recreating_its_backstore():
+    r = block('node01')
+    assert vdisk_resource._plan_present(item(size='2G'), r, SO(r)) == ['grown']
+    assert vdisk_resource._plan_present(item(), r, SO(r, attributes={'emulate_tpu': '0', 'emulate_tpws': '1'})) \
+        == ['tuned']
+    assert vdisk_resource._plan_present(item(), r, SO(r, plugin='fileio')) == ['reexported']
+
+
+def test_sizes_are_planned_as_the_pool_rounds_them(backstores):
+    pool = ThinPool()
+    steps, _u, _s = run(pool, backstores, [{'name': 'a', 'size': '513M'}])
+    assert steps[0].after['size_bytes'] == 516 << 20 and pool.get('a').size_bytes == 516 << 20
+    again, _u, saves = run(pool, backstores, [{'name': 'a', 'size': '513M'}])
+    assert again[0].actions == [] and saves == []
+
+
+def test_a_pool_without_room_refuses_before_anything_changes(backstores):
+    pool = ThinPool(block('a'))
+    backstores['a'] = SO(pool.get('a'))
+    pool.full = True
+    with pytest.raises(PoolError, match='refusing to create or grow vDisk a'):
+        run(pool, backstores, [{'name': 'a', 'size': '2G'}, {'name': 'b', 'size': '1G'}])
+    assert pool.get('a').size_bytes == G and 'b' not in pool.records
+    steps, _u, _s = run(pool, backstores, [{'name': 'a', 'size': '1G'}])  # nothing to do: allowed
+    assert steps[0].actions == []
+
+
+def test_another_pools_vdisk_of_the_same_name_is_never_taken_over_and_its_copy_deletes_alone(backstores):
+    old, new = MemoryPool(named('a')), ThinPool(block('a'))
+    backstores['a'] = SO(new.get('a'))  # moved: the backstore exports the thin volume
+    with pytest.raises(ValidationError, match='exports /dev/vdisks/vdisk-a, not the vDisk in /srv/vdisks'):
+        run(old, backstores, [{'name': 'a', 'size': '1G'}])
+    exports = {'a': [{'target': 'iqn.x', 'tpg': 1, 'lun': 0}]}
+    steps, _u, _s = run(old, backstores, [{'name': 'a', 'state': 'absent'}], exports=exports)
+    assert steps[0].actions == ['deleted'] and 'a' not in old.records  # no force needed: not exported
+    assert backstores['a'].udev_path == '/dev/vdisks/vdisk-a'
+
+
+def migrate(old, new, live, vdisks, **kw):
+    return run(new, live, vdisks, open_pool=lambda spec: old, **kw)
+
+
+def test_migration_moves_data_wwn_and_backstore_and_keeps_the_old_copy(backstores):
+    old, new = MemoryPool(named('a'), named('b', 513 << 20)), ThinPool()
+    for r in old.list():
+        backstores[r.name] = SO(r)
+    vdisks = [{'name': 'a', 'migrate_from': '/srv/vdisks'}, {'name': 'b', 'migrate_from': '/srv/vdisks'},
+              {'name': 'c', 'size': '1G', 'migrate_from': '/srv/vdisks'}]
+    planned, _u, _s = migrate(old, new, backstores, vdisks, dry_run=True)
+    assert [s.actions for s in planned] == [['migrated'], ['migrated'], ['created', 'exported']]
+    assert planned[0].before is None  # not in the new pool yet
+    assert planned[0].after['backstore'] == 'block' and planned[0].after['wwn'] == 'wwn-a'
+    assert planned[1].after['size_bytes'] == 516 << 20  # rounded up to the extent size
+    done, _u, saves = migrate(old, new, backstores, vdisks)
+    assert [s.actions for s in done] == [s.actions for s in planned] and saves == [1]
+    assert (new.get('a').wwn, new.get('a').backstore, backstores['a'].plugin) == ('wwn-a', 'block', 'block')
+    assert new.copied == ('/srv/vdisks/b/disk.img', '/dev/vdisks/vdisk-b')
+    assert sorted(old.records) == ['a', 'b']  # the old copies are kept
+    again, _u, saves = migrate(old, new, backstores, vdisks)
+    assert all(s.actions == [] for s in again) and saves == []
+
+
+def test_migration_is_refused_while_a_device_is_logged_in_or_asked_to_shrink(backstores):
+    old, new = MemoryPool(named('a')), ThinPool()
+    backstores['a'] = SO(old.get('a'), sessions=['iqn.2026-11.io.clusterducks:device.node01'])
+    with pytest.raises(ValidationError, match='in use by iqn.2026-11.io.clusterducks:device.node01'):
+        migrate(old, new, backstores, [{'name': 'a', 'migrate_from': '/srv/vdisks'}])
+    backstores['a'].sessions = []
+    with pytest.raises(ValidationError, match='shrinking it to 512M is refused'):
+        migrate(old, new, backstores, [{'name': 'a', 'size': '512M', 'migrate_from': '/srv/vdisks'}])
+    steps, _u, _s = migrate(old, new, backstores, [{'name': 'a', 'size': '2G', 'migrate_from': '/srv/vdisks'}],
+                            dry_run=True)
+    assert steps[0].actions == ['migrated', 'grown'] and steps[0].after['size_bytes'] == 2 * G
+    assert new.records == {} and backstores['a'].plugin == 'fileio'

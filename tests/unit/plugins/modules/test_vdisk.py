@@ -20,7 +20,8 @@ G = 1 << 30
 
 
 class OnePool:
-    path = '/srv/vdisks'
+    path = spec = '/srv/vdisks'
+    backstore = 'fileio'
 
     def __init__(self):
         self.deleted = []
@@ -38,9 +39,15 @@ class OnePool:
     def delete(self, record):
         self.deleted.append(record.name)
 
+    def round_size(self, size_bytes):
+        return size_bytes
+
+    def check_room(self, name, size_bytes):
+        pass
+
 
 class SO:
-    udev_path, size, write_back, aio = '/srv/vdisks/x/disk.img', G, False, False
+    udev_path, size, write_back, aio, plugin = '/srv/vdisks/x/disk.img', G, False, False, 'fileio'
 
 
 @pytest.fixture
