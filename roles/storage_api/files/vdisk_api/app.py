@@ -392,7 +392,7 @@ class App:
             raise HttpError(422, 'invalid_assignment', str(exc))
         if meta is None:
             raise HttpError(422, 'unknown_vdisk', 'unknown vDisk %s (no %s/%s/vdisk.json in the pool)'
-                            % (record['vdisk'], self.config['pool_path'], record['vdisk']))
+                            % (record['vdisk'], self.pool.path, record['vdisk']))
         try:
             rules.check_partitions(record['mounts'], dict(meta, name=record['vdisk']))
         except rules.RuleError as exc:

@@ -107,8 +107,8 @@ class Pool:
     """The pool's vDisks, read through pool_layout.py: the same reader as the
     modules' pool backend, cached per file change."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, pool):
+        self.path = pool_layout.metadata_dir(pool)  # a btrfs path or lvm-thin:VG/POOL
         self._files = {}
 
     def _file(self, name):
