@@ -38,6 +38,38 @@ def metadata_path(pool_dir, name):
     return os.path.join(pool_dir, name, METADATA)
 
 
+SYS_BLOCK = '/sys/block'
+
+
+def _sectors(sys_dir):
+    with open(os.path.join(sys_dir, 'size')) as f:
+        return int(f.read()) * 512  # sysfs counts 512-byte sectors whatever the device's
+
+
+def _dm_size(path):
+    """Size of the logical volume /dev/VG/LV found by its device-mapper name in sysfs.
+
+    The storage API runs with PrivateDevices=yes: it sees no /dev/VG, but it
+    can read /sys/block/dm-*/dm/name (VG-LV, with each '-' inside a name doubled).
+    """
+    parts = path.split('/')
+    if len(parts) != 4:
+        return None
+    wanted = '-'.join(p.replace('-', '--') for p in parts[2:])
+    try:
+        entries = os.listdir(SYS_BLOCK)
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            with open(os.path.join(SYS_BLOCK, entry, 'dm', 'name')) as f:
+                if f.read().strip() == wanted:
+                    return _sectors(os.path.join(SYS_BLOCK, entry))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def backing_size(path):
     """Size in bytes of a backing file or block device; None if it is gone.
 
@@ -46,10 +78,12 @@ def backing_size(path):
     """
     try:
         st = os.stat(path)
+    except OSError:
+        return _dm_size(path) if path.startswith('/dev/') else None
+    try:
         if not stat.S_ISBLK(st.st_mode):
             return st.st_size
-        with open('/sys/dev/block/%d:%d/size' % (os.major(st.st_rdev), os.minor(st.st_rdev))) as f:
-            return int(f.read()) * 512  # sysfs counts 512-byte sectors whatever the device's
+        return _sectors('/sys/dev/block/%d:%d' % (os.major(st.st_rdev), os.minor(st.st_rdev)))
     except (OSError, ValueError):
         return None
 

@@ -893,8 +893,9 @@ class BlockStorageObject(StorageObject):
             raise RTSLibError('Device %s is not a TYPE_DISK block device' % dev)
         if any(node.get('dev') == dev for (plugin, _n), node in self._m.state['sos'].items() if plugin == 'block'):
             raise RTSLibError('Cannot configure StorageObject because device %s is already in use' % dev)
-        # The device's volatile write cache shows through (dm-thin on a disk with one).
-        attributes = dict(SO_ATTRIBUTES, emulate_write_cache='1')
+        # emulate_write_cache reads 0, yet the initiator sees the device's own
+        # write cache (LIO asks the block device): measured, docs/data-path.md.
+        attributes = dict(SO_ATTRIBUTES)
         self._mkdir(lambda: {'dev': dev, 'size': None, 'wwn': wwn or self._m._uuid(), 'readonly': bool(readonly),
                              'attributes': attributes})
 

@@ -182,3 +182,14 @@ def test_backing_size_reads_sysfs_for_block_devices(tmp_path):
     assert pool_layout.backing_size(str(tmp_path / 'gone')) is None
     if os.path.exists('/dev/loop0'):
         assert pool_layout.backing_size('/dev/loop0') is not None  # sysfs, not st_size (0)
+
+
+def test_without_dev_the_api_finds_a_thin_volume_by_its_device_mapper_name(tmp_path, monkeypatch):
+    # The storage API runs with PrivateDevices=yes: no /dev/vdisks, but sysfs.
+    for dm, name, sectors in (('dm-3', 'vdisks-pool', 999), ('dm-7', 'vdisks-vdisk--node--01', 2097152)):
+        (tmp_path / dm / 'dm').mkdir(parents=True)
+        (tmp_path / dm / 'dm' / 'name').write_text(name + '\n')
+        (tmp_path / dm / 'size').write_text('%d\n' % sectors)
+    monkeypatch.setattr(pool_layout, 'SYS_BLOCK', str(tmp_path))
+    assert pool_layout.backing_size('/dev/vdisks/vdisk-node-01') == G
+    assert pool_layout.backing_size('/dev/vdisks/vdisk-gone') is None
