@@ -131,6 +131,14 @@ def _named_values(obj, lister, getter):
     return result
 
 
+def logged_in(acl):
+    """Whether the ACL's initiator has a session now (configfs acls/*/info)."""
+    try:
+        return bool(acl.session)
+    except (OSError, rtslib_errors()[0]):
+        return False
+
+
 def storage_object_info(so):
     """Describe a storage object (backstore)."""
     size = _get(so, 'size')

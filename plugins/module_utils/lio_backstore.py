@@ -129,9 +129,7 @@ def active_sessions(so):
     found = []
     for lun in so.attached_luns:
         for acl in lun.parent_tpg.node_acls:
-            session = acl.session
-            if session and session.get('state') == 'LOGGED_IN' and any(
-                    m.tpg_lun.lun == lun.lun for m in acl.mapped_luns):
+            if lio.logged_in(acl) and any(m.tpg_lun.lun == lun.lun for m in acl.mapped_luns):
                 found.append(acl.node_wwn)
     return sorted(set(found))
 

@@ -422,11 +422,7 @@ def logged_in(target):
     names = []
     for tpg in target.tpgs:
         for acl in tpg.node_acls:
-            try:
-                session = acl.session
-            except (OSError, lio.rtslib_errors()[0]):
-                session = None
-            if session:
+            if lio.logged_in(acl):
                 names.append(acl.node_wwn)
     return sorted(names)
 

@@ -644,6 +644,9 @@ class NodeACL(_Node):
 
     @property
     def session(self):
+        """A logged-in initiator's session (model.log_in), as rtslib parses configfs' info file."""
+        if (self.parent_tpg.parent_target.wwn, self.node_wwn) in self._m.sessions:
+            return {'state': 'LOGGED_IN', 'connections': [], 'parent_nodeacl': self}
         return None
 
     def _get_tag(self):
@@ -1020,6 +1023,7 @@ class Model(object):
         fileio_cls = type('FileIOStorageObject', (FileIOStorageObject,), {'_m': model})
         block_cls = type('BlockStorageObject', (BlockStorageObject,), {'_m': model})
         self.block_devices = {}  # path -> size in bytes: what a block backstore can be made on
+        self.sessions = set()  # (target wwn, initiator wwn) logged in
         self.root_module = types.SimpleNamespace(default_save_file=save_file, RTSRoot=root_cls)
         self.rtslib = types.SimpleNamespace(
             __version__='2.1.75',

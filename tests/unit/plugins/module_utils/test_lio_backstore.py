@@ -135,3 +135,15 @@ def test_a_device_nobody_can_export_leaves_no_object_behind(lio_model):
     with pytest.raises(Exception, match='not a TYPE_DISK block device'):
         lio_backstore.create(block_record('/dev/vdisks/missing'))
     assert lio_backstore.lookup('a') is None
+
+
+def test_active_sessions_are_the_logged_in_initiators_a_lun_of_the_vdisk_is_mapped_to(host):
+    so = host.rtslib.FileIOStorageObject('a')
+    assert lio_backstore.active_sessions(so) == []
+    host.sessions.add((T2, I1))  # maps a as its LUN 3
+    host.sessions.add((T2, I2))  # not in T2's ACLs
+    assert lio_backstore.active_sessions(so) == [I1]
+    host.sessions.clear()
+    host.sessions.add((T1, I2))  # I2 maps a read-only in T1
+    assert lio_backstore.active_sessions(so) == [I2]
+    assert lio_backstore.active_sessions(host.rtslib.FileIOStorageObject('b')) == []
