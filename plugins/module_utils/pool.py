@@ -204,11 +204,18 @@ class _Pool(object):
     def check_room(self, name, size_bytes):
         """Raise PoolError if creating or growing ``name`` to ``size_bytes`` must not be tried."""
 
-    @staticmethod
-    def _new_record(name, backing, size_bytes, filesystem, partitions, wwn, created, backstore):
-        return VdiskRecord(name, backing, size_bytes, wwn or str(uuid.uuid4()), filesystem, partitions,
-                           created or datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
-                           backstore)
+    def _fill_and_describe(self, name, backing, size_bytes, filesystem, partitions, wwn, created, fill):
+        """Format the new, empty backing (or ``fill(backing)``), then write the vDisk's metadata: the last step."""
+        if fill is None:
+            self._format(backing, filesystem, partitions)
+        else:
+            fill(backing)
+        record = VdiskRecord(name, backing, size_bytes, wwn or str(uuid.uuid4()), filesystem, partitions,
+                             created or datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
+                             self.backstore)
+        os.makedirs(os.path.join(self.path, name), mode=0o755, exist_ok=True)
+        self._write_metadata(record)
+        return record
 
     def _format(self, backing, filesystem, partitions):
         if not partitions and filesystem == 'none':
@@ -309,12 +316,7 @@ class BtrfsPool(_Pool):
                 os.ftruncate(fd, size_bytes)  # sparse: no space used until written
             finally:
                 os.close(fd)
-            if fill is None:
-                self._format(backing, filesystem, partitions)
-            else:
-                fill(backing)
-            record = self._new_record(name, backing, size_bytes, filesystem, partitions, wwn, created, 'fileio')
-            self._write_metadata(record)
+            record = self._fill_and_describe(name, backing, size_bytes, filesystem, partitions, wwn, created, fill)
         except BaseException:
             self.run(['btrfs', 'subvolume', 'delete', directory])
             raise
@@ -432,13 +434,7 @@ class LvmThinPool(_Pool):
         self._forget()
         try:
             self._wait_for(device)
-            if fill is None:
-                self._format(device, filesystem, partitions)
-            else:
-                fill(device)
-            record = self._new_record(name, device, size_bytes, filesystem, partitions, wwn, created, 'block')
-            os.makedirs(os.path.join(self.path, name), mode=0o755, exist_ok=True)
-            self._write_metadata(record)
+            record = self._fill_and_describe(name, device, size_bytes, filesystem, partitions, wwn, created, fill)
         except BaseException:
             self._remove(name)
             raise
