@@ -30,6 +30,11 @@ chroot "$root" systemctl mask \
 # its own. Debian's nginx.service (a default site on port 80) is not wanted on
 # any lab VM, and fails to start on a kernel booted with ipv6.disable=1.
 chroot "$root" systemctl disable nginx.service
+# lvm2 is in the image for storage VMs (LVM thin pools). Device VMs boot the
+# same image and have no volume group: keep LVM's units out of their boot
+# (TCG devices are starved enough during the switch from the initramfs's
+# iSCSI session to iscsid). The storage_host role enables what a pool needs.
+chroot "$root" systemctl disable lvm2-monitor.service lvm2-lvmpolld.socket dm-event.socket blk-availability.service
 
 # The image's one kernel (a DKMS build may add a modules directory for the
 # build host's kernel too, so /lib/modules does not tell).
