@@ -87,6 +87,14 @@ def check_vdisk(name, what='vDisk name'):
     return name
 
 
+def check_snapshot(name, what='snapshot name'):
+    """A snapshot's name: the rule of vDisk names (scheduled ones are auto-YYYYMMDDTHHMMSSZ)."""
+    if not _full(VDISK_RE, name) or '..' in name:
+        raise RuleError('%s %r is invalid: use 1-63 characters A-Z, a-z, 0-9, ".", "_" and "-", '
+                        'starting with a letter or digit; no "/" and no ".."' % (what, name), 'snapshot')
+    return name
+
+
 def check_iqn(iqn, field, allow_eui_naa=False):
     """An iSCSI name. Targets may also be eui./naa. names; initiators of devices are iqn. names."""
     ok = isinstance(iqn, str) and len(iqn) <= MAX_IQN and (

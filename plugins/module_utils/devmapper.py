@@ -1,0 +1,143 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) clusterducks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Device-mapper calls through libdevmapper (the library dmsetup and LVM use), in-process.
+
+A snapshot round suspends, messages and resumes hundreds of devices: one
+``dmsetup`` process per call cost 130 ms each in the TCG lab, the same three
+calls in-process 14 ms for all three. Standard library only (ctypes), so the
+snapshot round on the storage host uses this file as it is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+LIBRARY = 'libdevmapper.so.1.02.1'
+# enum in libdevmapper.h
+DM_DEVICE_CREATE = 0
+DM_DEVICE_REMOVE = 2
+DM_DEVICE_SUSPEND = 4
+DM_DEVICE_RESUME = 5
+DM_DEVICE_INFO = 6
+DM_DEVICE_STATUS = 10
+DM_DEVICE_TABLE = 11
+DM_DEVICE_TARGET_MSG = 17
+
+
+class DeviceMapperError(OSError):
+    """A device-mapper call failed; ``errno`` is the kernel's answer."""
+
+
+def dm_name(vg, lv):
+    """The device-mapper name LVM gives VG/LV: each '-' inside a name doubled, joined by '-'."""
+    return '%s-%s' % (vg.replace('-', '--'), lv.replace('-', '--'))
+
+
+class DeviceMapper(object):
+    """The device-mapper calls the snapshots need."""
+
+    def __init__(self, library=LIBRARY):
+        lib = ctypes.CDLL(library, use_errno=True)
+        p, s, u64 = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64
+        for name, restype, argtypes in (
+                ('dm_task_create', p, [ctypes.c_int]),
+                ('dm_task_set_name', ctypes.c_int, [p, s]),
+                ('dm_task_set_message', ctypes.c_int, [p, s]),
+                ('dm_task_set_sector', ctypes.c_int, [p, u64]),
+                ('dm_task_set_ro', ctypes.c_int, [p]),
+                ('dm_task_add_target', ctypes.c_int, [p, u64, u64, s, s]),
+                ('dm_task_run', ctypes.c_int, [p]),
+                ('dm_task_destroy', None, [p]),
+                ('dm_lib_release', None, []),
+                ('dm_udev_set_sync_support', None, [ctypes.c_int]),
+                ('dm_task_get_message_response', s, [p]),
+                ('dm_task_get_info', ctypes.c_int, [p, p]),
+                ('dm_get_next_target', p, [p, p, ctypes.POINTER(u64), ctypes.POINTER(u64),
+                                           ctypes.POINTER(s), ctypes.POINTER(s)])):
+            func = getattr(lib, name)
+            func.restype, func.argtypes = restype, argtypes
+        self.lib = lib
+        # No udev cookie: udev takes a resume's event like `udevadm trigger`'s,
+        # keeps each device's flags and links (/dev/VG/LV), and nothing waits
+        # for it. With a cookie every event runs two dmsetup processes in udev
+        # and the caller waits for them: 1.5 s per 20 vDisks in the TCG lab,
+        # against 0.1 s for the ioctls. Without a cookie but with udev sync on,
+        # libdevmapper turns LVM's rules off for the event and udev drops
+        # /dev/VG/LV (seen in the lab).
+        lib.dm_udev_set_sync_support(0)
+
+    def _run(self, kind, name, what, setup=None, read=None):
+        task = self.lib.dm_task_create(kind)
+        if not task:
+            raise DeviceMapperError(errno.ENOMEM, 'device-mapper: cannot create a task')
+        try:
+            self.lib.dm_task_set_name(task, name.encode())
+            if setup is not None:
+                setup(task)
+            ctypes.set_errno(0)
+            if not self.lib.dm_task_run(task):
+                code = ctypes.get_errno() or errno.EIO
+                raise DeviceMapperError(code, '%s on %s: %s' % (what, name, os.strerror(code)))
+            return read(task) if read is not None else None
+        finally:
+            self.lib.dm_task_destroy(task)
+
+    def suspend(self, name):
+        """Suspend ``name``: returns once its in-flight I/O is complete; new I/O waits for resume."""
+        self._run(DM_DEVICE_SUSPEND, name, 'suspend')
+
+    def resume(self, name):
+        self._run(DM_DEVICE_RESUME, name, 'resume')
+
+    def message(self, name, text):
+        def setup(task):
+            self.lib.dm_task_set_sector(task, 0)
+            self.lib.dm_task_set_message(task, text.encode())
+        return self._run(DM_DEVICE_TARGET_MSG, name, 'message %r' % text, setup,
+                         lambda task: (self.lib.dm_task_get_message_response(task) or b'').decode())
+
+    def _first_target(self, kind, name, what):
+        def read(task):
+            start, length = ctypes.c_uint64(), ctypes.c_uint64()
+            ttype, params = ctypes.c_char_p(), ctypes.c_char_p()
+            self.lib.dm_get_next_target(task, None, ctypes.byref(start), ctypes.byref(length),
+                                        ctypes.byref(ttype), ctypes.byref(params))
+            return ((ttype.value or b'').decode(), (params.value or b'').decode(), length.value)
+        return self._run(kind, name, what, read=read)
+
+    def status(self, name):
+        """(target type, status line, length in sectors) of the device's first target."""
+        return self._first_target(DM_DEVICE_STATUS, name, 'status')
+
+    def table(self, name):
+        return self._first_target(DM_DEVICE_TABLE, name, 'table')
+
+    def info(self, name):
+        """{'exists', 'suspended', 'open_count'} (struct dm_info starts with these ints)."""
+        def read(task):
+            buf = (ctypes.c_int32 * 16)()
+            if not self.lib.dm_task_get_info(task, ctypes.cast(buf, ctypes.c_void_p)):
+                raise DeviceMapperError(errno.EIO, 'device-mapper: no info for %s' % name)
+            return {'exists': bool(buf[0]), 'suspended': bool(buf[1]), 'open_count': buf[4]}
+        return self._run(DM_DEVICE_INFO, name, 'info', read=read)
+
+    def exists(self, name):
+        # libdevmapper answers INFO for a missing device with success and exists = 0.
+        return self.info(name)['exists']
+
+    def create(self, name, sectors, target, params, read_only=False):
+        def setup(task):
+            if read_only:
+                self.lib.dm_task_set_ro(task)
+            self.lib.dm_task_add_target(task, 0, sectors, target.encode(), params.encode())
+        self._run(DM_DEVICE_CREATE, name, 'create', setup)
+        self.lib.dm_lib_release()  # makes /dev/mapper/NAME now (udev is not waited for)
+
+    def remove(self, name):
+        self._run(DM_DEVICE_REMOVE, name, 'remove')
+        self.lib.dm_lib_release()

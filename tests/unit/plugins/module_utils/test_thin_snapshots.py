@@ -1,0 +1,441 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) clusterducks contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Snapshot logic against a model of dm-thin: ids, journalling, failures, rollback, retention, guard, check.
+
+The real thing (dm-thin, LIO, an initiator writing through 1-minute rounds,
+rollback checksums, the guard under fio) is the snapshots lab scenario.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import pytest
+
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import devmapper, pool_layout
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import snapshot_schedule as sched
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import thin_snapshots as ts
+
+POOL = 'lvm-thin:vdisks/pool'
+TPOOL = 'vdisks-pool-tpool'
+MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+class FakeThinPool:
+    """dm-thin as the snapshots see it: thin devices by id, origins that suspend, a status line."""
+
+    def __init__(self, origins):
+        # origin name -> thin id; every origin and snapshot id -> content tag
+        self.devices = dict((thin_id, 'content of %s' % name) for name, thin_id in origins.items())
+        self.active = set('vdisks-vdisk--%s' % n.replace('-', '--') for n in origins)
+        self.suspended = set()
+        self.log = []
+        self.fail = {}  # (call, arg) -> errno
+        self.used, self.total = 100, 1000
+        self.opened = set()
+
+    def _maybe_fail(self, call, arg):
+        code = self.fail.get((call, arg))
+        if code:
+            if isinstance(code, list):
+                code = code.pop(0) if code else None
+                if code is None:
+                    return
+            raise devmapper.DeviceMapperError(code, '%s %s: %s' % (call, arg, os.strerror(code)))
+
+    def suspend(self, name):
+        self._maybe_fail('suspend', name)
+        if name not in self.active:
+            raise devmapper.DeviceMapperError(errno.ENXIO, 'no such device')
+        self.log.append(('suspend', name))
+        self.suspended.add(name)
+
+    def resume(self, name):
+        self._maybe_fail('resume', name)
+        self.log.append(('resume', name))
+        self.suspended.discard(name)
+
+    def message(self, name, text):
+        assert name == TPOOL
+        self._maybe_fail('message', text)
+        self.log.append(('message', text))
+        words = text.split()
+        if words[0] == 'create_snap':
+            new, origin = int(words[1]), int(words[2])
+            if new in self.devices:
+                raise devmapper.DeviceMapperError(errno.EEXIST, 'exists')
+            if origin not in self.devices:
+                raise devmapper.DeviceMapperError(errno.ENODATA, 'no origin')
+            self.devices[new] = self.devices[origin]
+        elif words[0] == 'delete':
+            thin_id = int(words[1])
+            if thin_id not in self.devices:
+                raise devmapper.DeviceMapperError(errno.ENODATA, 'gone')
+            if thin_id in self.opened:
+                raise devmapper.DeviceMapperError(errno.EBUSY, 'busy')
+            del self.devices[thin_id]
+            self.used -= 10
+        return ''
+
+    def info(self, name):
+        return {'exists': name in self.active or name == TPOOL, 'suspended': name in self.suspended, 'open_count': 0}
+
+    def exists(self, name):
+        return self.info(name)['exists']
+
+    def status(self, name):
+        return ('thin-pool', '1 10/1000 %d/%d - rw discard_passdown queue_if_no_space - 1024' % (self.used, self.total),
+                2048)
+
+    def table(self, name):
+        return ('thin-pool', '253:0 253:1 128 0 1 skip_block_zeroing', 2048)
+
+
+class Lvm:
+    def __init__(self, volumes):
+        self.volumes = volumes  # name -> (thin id, active)
+
+    def __call__(self, argv):
+        assert argv[0] == 'lvs', argv
+        lv = [{'lv_name': 'vdisk-' + n, 'lv_size': str(1 << 30), 'thin_id': str(i), 'pool_lv': 'pool',
+               'lv_attr': 'Vwi-a-tz--' if a else 'Vwi---tz--'} for n, (i, a) in self.volumes.items()]
+        lv.append({'lv_name': 'pool', 'lv_size': str(8 << 30), 'thin_id': '', 'pool_lv': '', 'lv_attr': 'twi-aotz--'})
+        return 0, json.dumps({'report': [{'lv': lv}]}), ''
+
+
+class Clock:
+    def __init__(self, now=1_800_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setattr(pool_layout, 'LVM_THIN_METADATA_ROOT', str(tmp_path / 'meta'))
+    names = {'node01': 1, 'node02': 2, 'node03': 3}
+
+    def write_meta(name, wwn):
+        d = tmp_path / 'meta' / 'vdisks' / 'pool' / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / 'vdisk.json').write_text(json.dumps({'name': name, 'wwn': wwn, 'backing': '/dev/vdisks/vdisk-' + name}))
+
+    for name in names:
+        write_meta(name, 'wwn-' + name)
+    dm = FakeThinPool(names)
+    lvm = Lvm(dict((n, (i, True)) for n, i in names.items()))
+    clock = Clock()
+
+    class Env:
+        pass
+
+    e = Env()
+    e.dm, e.lvm, e.clock, e.write_meta, e.tmp = dm, lvm, clock, write_meta, tmp_path
+    e.open = lambda: ts.ThinSnapshots(POOL, lvm, dm=dm, clock=clock)
+    return e
+
+
+def test_create_suspends_each_origin_around_its_message_only(env):
+    snaps = env.open()
+    created, failures = snaps.create(['node01', 'node02'], 'first')
+    assert failures == {}
+    assert sorted(created) == ['node01', 'node02']
+    assert env.dm.log == [
+        ('suspend', 'vdisks-vdisk--node01'), ('message', 'create_snap %d 1' % ts.FIRST_ID),
+        ('resume', 'vdisks-vdisk--node01'),
+        ('suspend', 'vdisks-vdisk--node02'), ('message', 'create_snap %d 2' % (ts.FIRST_ID + 1)),
+        ('resume', 'vdisks-vdisk--node02')]
+    assert [s.name for s in snaps.list('node01')] == ['first']
+    assert env.dm.devices[ts.FIRST_ID] == 'content of node01'
+
+
+def test_inactive_origin_is_not_suspended(env):
+    env.lvm.volumes['node03'] = (3, False)
+    env.dm.active.discard('vdisks-vdisk--node03')
+    env.dm.active.discard('vdisks-vdisk--node02')  # deactivated after lvs read it
+    snaps = env.open()
+    created, failures = snaps.create(['node03', 'node02'], 's')
+    assert failures == {} and sorted(created) == ['node02', 'node03']
+    assert [c for c, _ in env.dm.log] == ['message', 'message']
+
+
+def test_one_vdisk_failing_does_not_stop_the_others(env):
+    env.dm.fail[('message', 'create_snap %d 1' % ts.FIRST_ID)] = errno.ENOSPC
+    snaps = env.open()
+    created, failures = snaps.create(['node01', 'node02', 'nosuch'], 'x')
+    assert sorted(created) == ['node02']
+    assert 'No space left' in failures['node01']
+    assert 'not in pool' in failures['nosuch']
+    assert snaps.get('node01', 'x') is None  # its catalog row is gone with it
+    assert env.dm.suspended == set()  # resumed although the message failed
+
+
+def test_a_resume_that_fails_once_is_retried(env, monkeypatch):
+    monkeypatch.setattr(ts.time, 'sleep', lambda s: None)
+    env.dm.fail[('resume', 'vdisks-vdisk--node01')] = [errno.EBUSY]
+    snaps = env.open()
+    created, failures = snaps.create(['node01'], 'x')
+    assert failures == {} and env.dm.suspended == set()
+
+
+def test_names_and_duplicates_are_refused(env):
+    snaps = env.open()
+    snaps.create(['node01'], 'x')
+    _created, failures = snaps.create(['node01'], 'x')
+    assert 'already has a snapshot x' in failures['node01']
+    for bad in ('', 'a/b', '../x', 'x\n', '-x', 'x' * 64):
+        with pytest.raises(Exception, match='invalid'):
+            snaps.create(['node01'], bad)
+
+
+def test_ids_are_above_lvm_and_reused_after_wrapping(env, monkeypatch):
+    snaps = env.open()
+    snaps.create(['node01'], 'a')
+    assert snaps.get('node01', 'a').thin_id == ts.FIRST_ID
+    monkeypatch.setattr(ts, 'LAST_ID', ts.FIRST_ID + 2)
+    snaps.create(['node01'], 'b')
+    snaps.create(['node01'], 'c')
+    snaps.delete([snaps.get('node01', 'a')])
+    snaps.create(['node01'], 'd')  # past LAST_ID: takes the freed first id
+    assert snaps.get('node01', 'd').thin_id == ts.FIRST_ID
+
+
+def test_delete_tolerates_a_snapshot_already_gone_and_reports_busy(env):
+    snaps = env.open()
+    snaps.create(['node01', 'node02'], 'x')
+    a, b = snaps.get('node01', 'x'), snaps.get('node02', 'x')
+    del env.dm.devices[a.thin_id]  # a run died after its delete message
+    env.dm.opened.add(b.thin_id)
+    done, failures = snaps.delete([a, b])
+    assert [s.vdisk for s in done] == ['node01']
+    assert 'busy' in list(failures.values())[0].lower()
+    assert snaps.get('node01', 'x') is None
+    assert snaps.get('node02', 'x').state == 'ready'
+
+
+def test_a_run_that_died_mid_create_is_cleaned_up(env):
+    snaps = env.open()
+    env.dm.fail[('resume', 'vdisks-vdisk--node02')] = errno.EIO  # stands for a crash after the insert
+
+    class Crash(Exception):
+        pass
+
+    def crash(*args):
+        raise Crash()
+
+    snaps._snap = crash
+    with pytest.raises(Crash):
+        snaps.create(['node01'], 'x')
+    again = env.open()
+    assert again.get('node01', 'x').state == 'creating'
+    done, failures = again.finish_interrupted()
+    assert failures == {} and again.get('node01', 'x') is None
+
+
+def test_a_new_vdisk_of_the_same_name_does_not_inherit_snapshots(env):
+    snaps = env.open()
+    snaps.create(['node01'], 'old')
+    env.write_meta('node01', 'wwn-new')  # deleted and made again
+    snaps = env.open()
+    assert snaps.list('node01') == []
+    assert [s.name for s in snaps.orphans()] == ['old']
+    with pytest.raises(ts.SnapshotError, match='no snapshot old'):
+        env.dm.active.discard('vdisks-vdisk--node01')
+        snaps.rollback('node01', 'old', 'pre')
+
+
+def test_rollback_keeps_the_current_content_and_reuses_the_origin_id(env):
+    snaps = env.open()
+    snaps.create(['node01'], 'good')
+    env.dm.devices[1] = 'later content'
+    with pytest.raises(ts.SnapshotError, match='active'):
+        snaps.rollback('node01', 'good', 'pre')
+    env.dm.active.discard('vdisks-vdisk--node01')
+    snaps.rollback('node01', 'good', 'pre')
+    assert env.dm.devices[1] == 'content of node01'  # LVM's thin id now holds the snapshot's content
+    pre = snaps.get('node01', 'pre')
+    assert pre.kind == 'pre-rollback' and env.dm.devices[pre.thin_id] == 'later content'
+    assert snaps.get('node01', 'good').state == 'ready'  # the snapshot itself stays
+    assert snaps.pending_rollbacks() == {}
+
+
+def test_a_rollback_that_died_between_delete_and_create_is_finished(env):
+    snaps = env.open()
+    snaps.create(['node01'], 'good')
+    env.dm.devices[1] = 'later content'
+    env.dm.active.discard('vdisks-vdisk--node01')
+    env.dm.fail[('message', 'create_snap 1 %d' % snaps.get('node01', 'good').thin_id)] = [errno.EIO]
+    with pytest.raises(devmapper.DeviceMapperError):
+        snaps.rollback('node01', 'good', 'pre')
+    assert 1 not in env.dm.devices  # the origin is gone: only the rollback can bring it back
+    snaps = env.open()
+    assert 'node01' in snaps.pending_rollbacks()
+    _created, failures = snaps.create(['node01'], 'meanwhile')
+    assert 'interrupted' in failures['node01']  # no snapshot of a half-rolled-back disk
+    snaps.rollback('node01', 'good', 'pre')
+    assert env.dm.devices[1] == 'content of node01'
+    assert env.dm.devices[snaps.get('node01', 'pre').thin_id] == 'later content'
+
+
+def test_clone_and_drop(env):
+    created = []
+    env.dm.create = lambda name, sectors, target, params, read_only=False: created.append((name, params))
+    env.dm.remove = lambda name: None
+    snaps = env.open()
+    snaps.create(['node01'], 'good')
+    path = snaps.clone('node01', 'good', 'look')
+    clone = snaps.get('node01', 'look')
+    assert clone.kind == 'clone' and path == '/dev/mapper/clusterducks-clone-%d' % clone.thin_id
+    assert created == [('clusterducks-clone-%d' % clone.thin_id, '/dev/mapper/%s %d' % (TPOOL, clone.thin_id))]
+    assert snaps.drop_clone('node01', 'look') is True
+    assert snaps.get('node01', 'look') is None
+    with pytest.raises(ts.SnapshotError, match='not a clone'):
+        snaps.drop_clone('node01', 'good')
+
+
+def test_pool_usage_from_the_status_line(env):
+    usage = env.open().pool_usage()
+    assert usage['data_percent'] == pytest.approx(10.0)
+    assert usage['metadata_percent'] == pytest.approx(1.0)
+    assert usage['data_bytes'] == 1000 * 64 * 1024
+
+
+def test_a_btrfs_pool_is_refused():
+    with pytest.raises(ts.SnapshotError, match='LVM thin pool'):
+        ts.ThinSnapshots('/srv/vdisks', None, dm=object())
+
+
+# --- schedule ---------------------------------------------------------------
+
+def test_retention_windows_keep_the_first_of_each_bucket():
+    t0 = 1_800_000_000 - 1_800_000_000 % DAY  # a midnight UTC
+    times = [t0 + m * MINUTE for m in range(0, 180)]  # three hours of 1-minute rounds
+    now = times[-1]
+    kept = sched.keep(times, {'minutely': 5, 'hourly': 2}, now)
+    assert sorted(kept) == [t0 + HOUR, t0 + 2 * HOUR] + times[-5:]
+    assert sched.keep(times, {'daily': 1}, now) == {t0}
+    assert sched.keep(times, {'minutely': 0, 'hourly': 0, 'daily': 0, 'weekly': 0, 'monthly': 1}, now) == {t0}
+
+
+def test_retention_ages_out_after_a_stall():
+    kept = sched.keep([0.0, 60.0, 120.0], {'minutely': 3}, 10 * MINUTE)
+    assert kept == set()  # a window, not "the last N whatever their age"
+
+
+def test_weekly_buckets_start_on_monday():
+    monday = 1_800_000_000 - (1_800_000_000 // DAY + 3) % 7 * DAY
+    monday -= monday % DAY
+    assert sched._bucket('weekly', monday) == sched._bucket('weekly', monday + 6 * DAY + 86399)
+    assert sched._bucket('weekly', monday - 1) == sched._bucket('weekly', monday) - 1
+
+
+@pytest.mark.parametrize('config, message', [
+    ({'pool': '/srv/vdisks'}, 'LVM thin pool'),
+    ({'pool': POOL, 'interval_minutes': 0}, 'divides an hour'),
+    ({'pool': POOL, 'interval_minutes': 7}, 'divides an hour'),
+    ({'pool': POOL, 'interval_minutes': 1.5}, 'divides an hour'),
+    ({'pool': POOL, 'interval_minutes': '1'}, 'divides an hour'),
+    ({'pool': POOL, 'interval_minutes': True}, 'divides an hour'),
+    ({'pool': POOL, 'retention': {'minutely': 0}}, 'keeps nothing'),
+    ({'pool': POOL, 'retention': {}}, 'keeps nothing'),
+    ({'pool': POOL, 'retention': {'minutly': 5}}, 'unknown class minutly'),
+    ({'pool': POOL, 'retention': {'hourly': -1}}, 'whole number'),
+    ({'pool': POOL, 'retention': {'hourly': '5'}}, 'whole number'),
+    ({'pool': POOL, 'retention': {'hourly': False}}, 'whole number'),
+    ({'pool': POOL, 'reserve_percent': 2}, 'reserve_percent'),
+    ({'pool': POOL, 'vdisks': {'bad/name': {}}}, 'invalid'),
+    ({'pool': POOL, 'vdisks': {'node01\n': {}}}, 'invalid'),
+    ({'pool': POOL, 'vdisks': {'node01': {'enabled': 'no'}}}, 'true or false'),
+    ({'pool': POOL, 'vdisks': {'node01': {'retention': {'minutely': 0, 'hourly': 0, 'daily': 0, 'weekly': 0}}}},
+     'keeps nothing'),
+    ({'pool': POOL, 'intervall': 1}, 'unknown setting'),
+])
+def test_bad_configuration_is_refused(config, message):
+    with pytest.raises(sched.ConfigError, match=message):
+        sched.check_config(config)
+
+
+def test_per_vdisk_retention_overrides_the_pool():
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 10, 'hourly': 5},
+                                 'vdisks': {'db': {'retention': {'minutely': 2}}, 'tmp': {'enabled': False}}})
+    assert config['vdisks']['db']['retention'] == {'minutely': 2, 'hourly': 5, 'daily': 0, 'weekly': 0,
+                                                   'monthly': 0}
+    assert config['vdisks']['tmp']['enabled'] is False
+
+
+def _round(env, config, minutes):
+    report = None
+    for _ in range(minutes):
+        snaps = env.open()
+        report = sched.run_round(config, snaps, now=env.clock.now)
+        env.clock.now += MINUTE
+    return report
+
+
+def test_rounds_snapshot_every_enabled_vdisk_and_prune(env):
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 3},
+                                 'vdisks': {'node03': {'enabled': False}, 'node02': {'retention': {'minutely': 1}}}})
+    env.open().create(['node01'], 'manual-one')
+    report = _round(env, config, 10)
+    assert report['result'] == 'ok' and report['vdisks'] == 2
+    snaps = env.open()
+    assert len(snaps.list('node01', kinds=('scheduled',))) == 3
+    assert len(snaps.list('node02', kinds=('scheduled',))) == 1
+    assert snaps.list('node03') == []
+    assert snaps.get('node01', 'manual-one') is not None  # never pruned
+
+
+def test_guard_prunes_oldest_scheduled_first_and_stops_snapshots(env):
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 100}, 'reserve_percent': 20})
+    _round(env, config, 3)
+    snaps = env.open()
+    oldest = snaps.list(kinds=('scheduled',))[0]
+    env.dm.used = 815  # 81.5 % used: over the 80 % line; each delete gives back 1 %
+    result = sched.guard(snaps, 20)
+    assert result['over'] is False
+    assert result['pruned'][0] == '%s@%s' % (oldest.vdisk, oldest.name)
+    env.dm.used = 990
+    env.open().create(['node01'], 'manual-one')
+    report = _round(env, config, 1)
+    assert report['result'] == 'failed' and report['created'] == 0
+    assert 'no snapshot taken' in report['errors'][0]
+    assert env.open().get('node01', 'manual-one') is not None
+
+
+def test_status_and_check(env):
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 5}})
+    assert sched.check(None, 0)[0] == 3
+    snaps = env.open()
+    report = sched.run_round(config, snaps, now=env.clock.now)
+    status = sched.write_status(config, report, snaps, env.clock.now)
+    assert status['rounds_total'] == 1 and status['rounds_failed_total'] == 0
+    assert os.stat(sched.status_path(POOL)).st_mode & 0o777 == 0o644
+    code, line = sched.check(sched.read_status(POOL), env.clock.now + 30)
+    assert code == 0 and line.startswith('SNAPSHOTS OK - 3 vDisks') and '|' in line
+    assert sched.check(status, env.clock.now + 250)[0] == 1
+    code, line = sched.check(status, env.clock.now + 700)
+    assert code == 2 and 'node01 newest snapshot 700 s old' in line
+    status['last_round']['pool_usage']['data_percent'] = 85.0
+    assert sched.check(status, env.clock.now + 30)[0] == 2
+    status['last_round']['pool_usage']['data_percent'] = 77.0
+    assert sched.check(status, env.clock.now + 30)[0] == 1
+
+
+def test_prometheus_lines(env):
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 5}})
+    snaps = env.open()
+    status = sched.write_status(config, sched.run_round(config, snaps, now=env.clock.now), snaps, env.clock.now)
+    text = '\n'.join(sched.prometheus(status, env.clock.now + 42))
+    assert 'vdisk_snapshot_newest_age_seconds{vdisk="node01"} 42' in text
+    assert 'vdisk_snapshots{vdisk="node02"} 1' in text
+    assert 'vdisk_snapshot_rounds_failed_total 0' in text
+    assert 'vdisk_snapshot_last_round_success 1' in text
+    assert 'vdisk_pool_data_free_percent{pool="%s"} 90.00' % POOL in text
+    assert '# TYPE vdisk_snapshot_rounds_total counter' in text
+    assert sched.prometheus(None, 0) == []
