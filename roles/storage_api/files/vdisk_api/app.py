@@ -24,7 +24,8 @@ import threading
 import time
 from urllib.parse import parse_qs, unquote
 
-from vdisk_api import API_VERSION, config as config_mod, inventory, rules, store as store_mod
+from vdisk_api import API_VERSION, config as config_mod, inventory, pool_layout, rules, snapshot_schedule
+from vdisk_api import store as store_mod
 
 log = logging.getLogger('vdisk_api')
 
@@ -335,7 +336,12 @@ class App:
         extra = [('vdisk_api_up_since_seconds', 'Start time of this worker (unix seconds).', '%d' % self.started)]
         if self.metrics is None:
             return ''
-        return self.metrics.render(extra)
+        text = self.metrics.render(extra)
+        if self.config['pool_path'].startswith(pool_layout.LVM_THIN):
+            # The snapshot round's status file (world-readable, no secret in it).
+            lines = snapshot_schedule.prometheus(snapshot_schedule.read_status(self.config['pool_path']), time.time())
+            text += ''.join(line + '\n' for line in lines)
+        return text
 
     def list_assignments(self, request, principal, params):
         self.require_admin(principal)
