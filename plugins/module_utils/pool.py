@@ -31,7 +31,7 @@ import shutil
 import time
 import uuid
 
-from ansible_collections.clusterducks.vdisk.plugins.module_utils import pool_layout, rules
+from ansible_collections.clusterducks.vdisk.plugins.module_utils import pool_layout, rules, thin_snapshots
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.atomic import write_json_atomic
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import (
     SIZE_ALIGN,
@@ -203,6 +203,10 @@ class _Pool(object):
 
     def check_room(self, name, size_bytes):
         """Raise PoolError if creating or growing ``name`` to ``size_bytes`` must not be tried."""
+
+    def snapshots_of(self, name):
+        """The vDisk's snapshots (only LVM thin pools have them)."""
+        return []
 
     def _fill_and_describe(self, name, backing, size_bytes, filesystem, partitions, wwn, created, fill):
         """Format the new, empty backing (or ``fill(backing)``), then write the vDisk's metadata: the last step."""
@@ -465,7 +469,31 @@ class LvmThinPool(_Pool):
         self._forget()
         shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
 
+    def _catalog(self, read_only):
+        if not os.path.exists(os.path.join(self.path, thin_snapshots.CATALOG)):
+            return None
+        return thin_snapshots.ThinSnapshots(self.spec, self.run, read_only=read_only)
+
+    def snapshots_of(self, name):
+        catalog = self._catalog(read_only=True)
+        if catalog is None:
+            return []
+        try:
+            return catalog.list(name)
+        finally:
+            catalog.close()
+
     def delete(self, record):
+        # Its snapshots go first, with it (the plan asked for force when it has any).
+        catalog = self._catalog(read_only=False)
+        if catalog is not None:
+            try:
+                _done, failures = catalog.delete(catalog.list(record.name))
+            finally:
+                catalog.close()
+            if failures:
+                raise PoolError('deleting the snapshots of vDisk %s failed: %s'
+                                % (record.name, '; '.join(failures.values())))
         self._cmd(['lvremove', '--quiet', '--yes', '%s/%s' % (self.vg, self.lv_name(record.name))],
                   'deleting the thin volume')
         self._forget()

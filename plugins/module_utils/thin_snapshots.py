@@ -106,7 +106,7 @@ class ThinSnapshots(object):
         self.spec = spec
         self.vg, _sep, self.thin_pool = spec[len(pool_layout.LVM_THIN):].partition('/')
         self.run = run
-        self.dm = dm if dm is not None else devmapper.DeviceMapper()
+        self._dm = dm
         self.clock = clock
         self.metadata_dir = pool_layout.metadata_dir(spec)
         path = catalog or os.path.join(self.metadata_dir, CATALOG)
@@ -124,6 +124,12 @@ class ThinSnapshots(object):
         self.db.row_factory = sqlite3.Row
         self._volumes = None
         self.pool_device = devmapper.dm_name(self.vg, self.thin_pool) + '-tpool'
+
+    @property
+    def dm(self):
+        if self._dm is None:  # loaded when first needed: listing needs no libdevmapper
+            self._dm = devmapper.DeviceMapper()
+        return self._dm
 
     def close(self):
         self.db.close()

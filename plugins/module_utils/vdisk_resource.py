@@ -324,6 +324,10 @@ def plan(pool, items, exports, lookup_backstore, purge=False, purge_force=False,
             raise ValidationError('vDisk %s is exported by %s: set force=true to delete it and its data'
                                   % (name, ', '.join(e['target'] for e in exports[name])))
         else:
+            snapshots = pool.snapshots_of(name)
+            if snapshots and not spec['force']:
+                raise ValidationError('vDisk %s has %d snapshots (%s): set force=true to delete it and them'
+                                      % (name, len(snapshots), ', '.join(s.name for s in snapshots[:5])))
             actions = ['deleted']
         steps.append(VdiskStep(pool, spec, record, so, exports.get(name) if so is not None else None, actions))
     return steps, unlisted

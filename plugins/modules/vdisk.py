@@ -387,6 +387,9 @@ class _NoPoolYet(object):
     def check_room(self, name, size_bytes):
         pass
 
+    def snapshots_of(self, name):
+        return []
+
 
 def run_module():
     module = AnsibleModule(

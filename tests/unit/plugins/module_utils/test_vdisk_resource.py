@@ -123,6 +123,10 @@ class MemoryPool:
     def __init__(self, *records, fail_create=None):
         self.records = dict((r.name, r) for r in records)
         self.fail_create = fail_create
+        self.snapshots = {}
+
+    def snapshots_of(self, name):
+        return self.snapshots.get(name, [])
 
     def round_size(self, size_bytes):
         return size_bytes
@@ -382,3 +386,13 @@ def test_migration_is_refused_while_a_device_is_logged_in_or_asked_to_shrink(bac
                             dry_run=True)
     assert steps[0].actions == ['migrated', 'grown'] and steps[0].after['size_bytes'] == 2 * G
     assert new.records == {} and backstores['a'].plugin == 'fileio'
+
+
+def test_a_vdisk_with_snapshots_is_deleted_only_with_force(backstores):
+    pool = MemoryPool(named('snapped'))
+    pool.snapshots['snapped'] = [type('Snap', (), {'name': 'auto-20261127T020000Z'})()]
+    with pytest.raises(ValidationError, match='has 1 snapshots .*auto-20261127T020000Z.*force=true'):
+        run(pool, backstores, [{'name': 'snapped', 'state': 'absent'}])
+    assert 'snapped' in pool.records
+    steps, _unlisted, _saves = run(pool, backstores, [{'name': 'snapped', 'state': 'absent', 'force': True}])
+    assert [s.actions for s in steps] == [['deleted']] and 'snapped' not in pool.records

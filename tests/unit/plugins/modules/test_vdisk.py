@@ -45,6 +45,9 @@ class OnePool:
     def check_room(self, name, size_bytes):
         pass
 
+    def snapshots_of(self, name):
+        return []
+
 
 class SO:
     udev_path, size, write_back, aio, plugin = '/srv/vdisks/x/disk.img', G, False, False, 'fileio'

@@ -1,0 +1,287 @@
+"""Benchmark: what 1-minute snapshots cost on the write path, and a round over many vDisks.
+
+One lab run: a storage VM with the default data path (an LVM thin pool, 64 KiB
+chunks, zeroing off, a thin volume exported as a LIO block backstore with
+emulate_tpu/tpws, as the storage_host role makes it) and the collection's
+snapshot code (roles/storage_host/files/vdisk_snapshots); an initiator VM
+logged in to it.
+
+The thin volume is filled once with incompressible data, then each job runs
+in alternating pairs, "off" then "on" (or the reverse, alternating):
+
+  off  no snapshot of the volume exists (all deleted before the run);
+  on   a snapshot round (clusterducks-vdisk-snapshots round, retention
+       minutely: 1) runs 5 s into the measured window: it snapshots the volume
+       and prunes the snapshot the previous round left, so both the copy-on-
+       write after a snapshot and the pruning fall inside the window. The
+       window is one interval (--runtime, 60 s by default) - what a device
+       sees every minute.
+
+Jobs (fio, libaio, O_DIRECT, new random incompressible data for every
+write): 4k random write qd16 with uniform and zipf 1.2 offsets, 4k write +
+fdatasync qd1, 1 MiB sequential write qd4; over working sets of 256 MiB and
+2 GiB; from the initiator over iSCSI and, with --local, inside the storage VM
+on the thin volume itself. It prints the median and range of IOPS (MiB/s for
+1 MiB writes) and p99 latency per job, the on/off ratios, and the lowest
+1-second IOPS of each on-run (from fio's 1-second IOPS logs, kept with --json).
+
+--round-vdisks N: make N more thin volumes and time rounds over all of them,
+idle and while fio writes to the first volume.
+
+Usage: python3 benchmarks/snapshots.py [--pairs 3] [--runtime 60] [--jobs a,b] [--sets 256M,2G] [--local]
+                                       [--round-vdisks 500] [--json FILE] [--keep]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+LAB = "bench-snapshots"
+CDLAB = [sys.executable, os.path.join(REPO, "lab", "cdlab"), "--lab", LAB]
+TARGET = "iqn.2026-11.net.clusterducks:bench-snapshots"
+DISK = "/dev/disk/by-id/virtio-cdlab-disk1"
+VOLUME_BYTES = 2 << 30
+SNAPSHOTS = "PYTHONPATH=/usr/lib/clusterducks-vdisk python3 -m vdisk_snapshots"
+JOBS = {
+    "randwrite-4k-qd16": "--rw=randwrite --bs=4k --iodepth=16",
+    "randwrite-4k-qd16-zipf": "--rw=randwrite --bs=4k --iodepth=16 --random_distribution=zipf:1.2",
+    "write-4k-fdatasync-qd1": "--rw=randwrite --bs=4k --iodepth=1 --ioengine=psync --fdatasync=1",
+    "write-1m-qd4": "--rw=write --bs=1M --iodepth=4",
+}
+UNITS = {"write-1m-qd4": "MiB/s"}
+
+PREPARE = r"""
+set -euo pipefail
+if ! vgs cdbench >/dev/null 2>&1; then
+    pvcreate -q {disk}
+    vgcreate -q cdbench {disk}
+    lvcreate -q --type thin-pool --extents 90%FREE --chunksize 64K --zero n --poolmetadatasize 256M \
+        -n pool cdbench
+    lvcreate -q --type thin --virtualsize {size}b -n vdisk-bench --thinpool pool cdbench
+fi
+mkdir -p /var/lib/clusterducks-vdisk/lvm-thin/cdbench/pool/bench /etc/clusterducks-vdisk
+echo '{{"name": "bench", "wwn": "5c2d6f0a-bench", "backing": "/dev/cdbench/vdisk-bench"}}' \
+    > /var/lib/clusterducks-vdisk/lvm-thin/cdbench/pool/bench/vdisk.json
+echo '{{"pool": "lvm-thin:cdbench/pool", "interval_minutes": 1, "retention": {{"minutely": 1}}}}' \
+    > /etc/clusterducks-vdisk/snapshots.json
+rm -rf /usr/lib/clusterducks-vdisk && mkdir -p /usr/lib/clusterducks-vdisk
+tar -C /usr/lib/clusterducks-vdisk -xz
+"""
+
+EXPORT = r"""
+import sys
+import rtslib_fb as r
+ip, initiator = sys.argv[1], sys.argv[2]
+r.RTSRoot()
+so = r.BlockStorageObject("bench", dev="/dev/cdbench/vdisk-bench", wwn="5c2d6f0a-bench")
+so.set_attribute("emulate_tpu", "1")
+so.set_attribute("emulate_tpws", "1")
+tpg = r.TPG(r.Target(r.FabricModule("iscsi"), "%s"), 1)
+tpg.set_attribute("authentication", "0")
+tpg.set_attribute("generate_node_acls", "0")
+tpg.enable = True
+r.NetworkPortal(tpg, ip, 3260)
+acl = r.NodeACL(tpg, initiator)
+r.MappedLUN(acl, 0, r.LUN(tpg, 0, so))
+""" % TARGET
+
+
+def sh(argv, **kw):
+    result = subprocess.run(argv, text=True, capture_output=True, check=False, **kw)
+    if result.returncode != 0:
+        sys.exit("benchmark step failed: %s\n%s\n%s" % (" ".join(argv)[:300], result.stdout[-3000:],
+                                                        result.stderr[-3000:]))
+    return result.stdout
+
+
+def ssh(vm, cmd, stdin=None):
+    return sh(CDLAB + ["ssh", vm, cmd], input=stdin)
+
+
+def size_bytes(text):
+    return int(text[:-1]) << {"M": 20, "G": 30}[text[-1]]
+
+
+def fio_cmd(job, path, working_set, runtime, log):
+    return ("fio --name={job} --filename={path} --size={ws} --time_based --runtime={rt} --ramp_time=2 "
+            "--randrepeat=0 --norandommap --refill_buffers --buffer_compress_percentage=0 --ioengine=libaio "
+            "--direct=1 {args} --write_iops_log={log} --log_avg_msec=1000 --output-format=json").format(
+                job=job, path=path, ws=working_set, rt=runtime, args=JOBS[job], log=log)
+
+
+def figures(job, out, log_text):
+    data = json.loads(out[out.index("{"):])["jobs"][0]["write"]
+    value = data["bw"] / 1024.0 if job in UNITS else data["iops"]
+    p99 = data["clat_ns"]["percentile"].get("99.000000", 0) / 1e6
+    per_second = [int(line.split(",")[1]) for line in log_text.splitlines() if line.count(",") >= 2]
+    return {"value": value, "p99_ms": p99, "iops_1s": per_second}
+
+
+class Bench(object):
+    def __init__(self, args):
+        self.args = args
+        vms = {vm["name"]: vm for vm in json.loads(sh(CDLAB + ["status"]))}
+        self.ip = vms["storage"]["storage_ip"]
+        code = subprocess.run(["tar", "-C", os.path.join(REPO, "roles", "storage_host", "files"), "-chz",
+                               "vdisk_snapshots"], capture_output=True, check=True).stdout
+        script = PREPARE.format(disk=DISK, size=VOLUME_BYTES)
+        subprocess.run(CDLAB + ["ssh", "storage", "bash -c %s" % shquote(script)], input=code, check=True,
+                       capture_output=True)
+        print("filling the thin volume once with incompressible data ...", flush=True)
+        ssh("storage", "[ -e /root/filled ] || { fio --name=fill --filename=/dev/cdbench/vdisk-bench --size=%d "
+            "--rw=write --bs=1M --iodepth=8 --ioengine=libaio --direct=1 --refill_buffers "
+            "--buffer_compress_percentage=0 --end_fsync=1 >/dev/null && touch /root/filled; }" % VOLUME_BYTES)
+        initiator = ssh("initiator", "sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi").strip()
+        ssh("storage", "python3 -c %s %s %s" % (shquote(EXPORT), self.ip, initiator))
+        link = "/dev/disk/by-path/ip-%s:3260-iscsi-%s-lun-0" % (self.ip, TARGET)
+        ssh("initiator", "iscsiadm -m discovery -t st -p %s >/dev/null && iscsiadm -m node -T %s --login >/dev/null; "
+            "for _ in $(seq 60); do [ -e %s ] && exit 0; sleep 1; done; exit 1" % (self.ip, TARGET, link))
+        self.lun = ssh("initiator", "readlink -f %s" % link).strip()
+        with open(os.path.join(REPO, ".lab", LAB, "storage", "qemu.cmdline")) as f:
+            self.accel = f.read().split("-accel ")[1].split()[0]
+
+    def delete_all_snapshots(self):
+        ssh("storage", "%s list bench --json | python3 -c 'import json,sys; print(\"\\n\".join(s[\"name\"] for s in "
+            "json.load(sys.stdin)))' > /run/snaps; PYTHONPATH=/usr/lib/clusterducks-vdisk python3 -c '"
+            "import subprocess; from vdisk_snapshots import thin_snapshots as t\n"
+            "run = lambda a: (lambda p: (p.returncode, p.stdout, p.stderr))(subprocess.run(a, capture_output=True, "
+            "text=True))\n"
+            "s = t.ThinSnapshots(\"lvm-thin:cdbench/pool\", run); s.delete(s.list())'" % SNAPSHOTS)
+
+    def run(self, where, job, working_set, snapshots_on):
+        log = "/run/iops-%d" % time.time()
+        path = self.lun if where == "remote" else "/dev/cdbench/vdisk-bench"
+        vm = "initiator" if where == "remote" else "storage"
+        if snapshots_on:
+            # The previous round's snapshot exists (the pruning to do); the round comes 5 s in.
+            ssh("storage", "%s round >/dev/null" % SNAPSHOTS)
+            time.sleep(2)
+            trigger = subprocess.Popen(CDLAB + ["ssh", "storage", "sleep %d; %s round" % (5 + 2, SNAPSHOTS)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        else:
+            self.delete_all_snapshots()
+        out = ssh(vm, fio_cmd(job, path, working_set, self.args.runtime, log))
+        log_text = ssh(vm, "cat %s_iops.1.log; rm -f %s_iops.1.log" % (log, log))
+        result = figures(job, out, log_text)
+        if snapshots_on:
+            round_out, _err = trigger.communicate()
+            result["round"] = round_out.strip()
+        return result
+
+    def round_over_many(self, count):
+        print("making %d more thin volumes ..." % count, flush=True)
+        ssh("storage", "existing=$(lvs --noheadings -o lv_name cdbench | grep -c vdisk-many || true); "
+            "for i in $(seq $((existing + 1)) %d); do echo \"lvcreate -q --type thin -V 64M -n vdisk-many$i "
+            "--thinpool pool cdbench\"; done | lvm >/dev/null 2>&1; for i in $(seq 1 %d); do "
+            "d=/var/lib/clusterducks-vdisk/lvm-thin/cdbench/pool/many$i; mkdir -p $d; "
+            "echo \"{\\\"name\\\": \\\"many$i\\\", \\\"wwn\\\": \\\"w$i\\\", \\\"backing\\\": "
+            "\\\"/dev/cdbench/vdisk-many$i\\\"}\" > $d/vdisk.json; done" % (count, count))
+        results = {}
+        for label, load in (("idle", False), ("under fio", True)):
+            runs = []
+            for _ in range(2):
+                if load:
+                    writer = subprocess.Popen(CDLAB + ["ssh", "initiator", fio_cmd(
+                        "randwrite-4k-qd16", self.lun, "2G", 40, "/run/many")], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE)
+                    time.sleep(8)
+                runs.append(ssh("storage", "%s round" % SNAPSHOTS).strip())
+                if load:
+                    writer.communicate()
+                time.sleep(61)  # the next round prunes this one's snapshots
+            results[label] = runs
+        return results
+
+
+def shquote(text):
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def cell(values, fmt="%.0f"):
+    if not values:
+        return "-"
+    return (fmt + " (" + fmt + "-" + fmt + ")") % (statistics.median(values), min(values), max(values))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
+    p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--runtime", type=int, default=60, help="seconds per measured window (one interval)")
+    p.add_argument("--jobs", help="comma-separated jobs (default: all)")
+    p.add_argument("--sets", default="256M,2G", help="working sets (default: 256M,2G)")
+    p.add_argument("--local", action="store_true", help="also run inside the storage VM on the thin volume")
+    p.add_argument("--round-vdisks", type=int, default=0, help="time rounds over this many more vDisks")
+    p.add_argument("--json", help="write every figure (with the 1-second IOPS logs) to this file")
+    p.add_argument("--keep", action="store_true", help="keep the VMs afterwards")
+    args = p.parse_args()
+    jobs = args.jobs.split(",") if args.jobs else list(JOBS)
+    sets = args.sets.split(",")
+    print("booting the storage VM and the initiator ...", flush=True)
+    sh(CDLAB + ["up", "storage", "--disk", "8G", "--memory", "2048", "--cpus", "2", "--timeout", "600"])
+    sh(CDLAB + ["up", "initiator", "--memory", "1024", "--cpus", "2", "--timeout", "600"])
+    results = {"runtime": args.runtime, "pairs": args.pairs, "runs": []}
+    try:
+        bench = Bench(args)
+        results["accel"] = bench.accel
+        wheres = ["remote"] + (["local"] if args.local else [])
+        for where in wheres:
+            for working_set in sets:
+                for job in jobs:
+                    for pair in range(args.pairs):
+                        order = (False, True) if pair % 2 == 0 else (True, False)
+                        for on in order:
+                            r = bench.run(where, job, working_set, on)
+                            r.update({"where": where, "job": job, "set": working_set, "on": on, "pair": pair})
+                            results["runs"].append(r)
+                            print("%-6s %-24s %-4s %-3s %8.1f  p99 %6.2f ms  min 1 s %s" % (
+                                where, job, working_set, "on" if on else "off", r["value"], r["p99_ms"],
+                                min(r["iops_1s"]) if r["iops_1s"] else "-"), flush=True)
+        if args.round_vdisks:
+            results["round_over_many"] = bench.round_over_many(args.round_vdisks)
+    finally:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        if not args.keep:
+            sh(CDLAB + ["destroy"])
+    report(results)
+
+
+def report(results):
+    print("\nsnapshots on vs off (accel %s, %d s windows, %d pairs): median (min-max)"
+          % (results.get("accel"), results["runtime"], results["pairs"]))
+    print("| where | job | working set | off | on | on/off | p99 off ms | p99 on ms | p99 on/off | lowest 1 s on |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    keys = []
+    for r in results["runs"]:
+        key = (r["where"], r["job"], r["set"])
+        if key not in keys:
+            keys.append(key)
+    for key in keys:
+        runs = [r for r in results["runs"] if (r["where"], r["job"], r["set"]) == key]
+        off = [r["value"] for r in runs if not r["on"]]
+        on = [r["value"] for r in runs if r["on"]]
+        p_off = [r["p99_ms"] for r in runs if not r["on"]]
+        p_on = [r["p99_ms"] for r in runs if r["on"]]
+        low = [min(r["iops_1s"]) for r in runs if r["on"] and r["iops_1s"]]
+        unit = " MiB/s" if key[1] in UNITS else ""
+        print("| %s | %s | %s | %s%s | %s%s | %.0f %% | %s | %s | %.2f | %s |" % (
+            key[0], key[1], key[2], cell(off, "%.1f"), unit, cell(on, "%.1f"), unit,
+            100 * statistics.median(on) / statistics.median(off) if off and on else 0,
+            cell(p_off, "%.2f"), cell(p_on, "%.2f"),
+            statistics.median(p_on) / statistics.median(p_off) if p_off and p_on and statistics.median(p_off) else 0,
+            cell(low)))
+    for label, runs in (results.get("round_over_many") or {}).items():
+        print("round over many vDisks, %s:" % label)
+        for line in runs:
+            print("  " + line)
+
+
+if __name__ == "__main__":
+    main()
