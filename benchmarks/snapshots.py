@@ -185,7 +185,7 @@ class Bench(object):
         results = {}
         for label, load in (("idle", False), ("under fio", True)):
             runs = []
-            for _ in range(2):
+            for _attempt in range(2):
                 if load:
                     writer = subprocess.Popen(CDLAB + ["ssh", "initiator", fio_cmd(
                         "randwrite-4k-qd16", self.lun, "2G", 40, "/run/many")], stdout=subprocess.PIPE,

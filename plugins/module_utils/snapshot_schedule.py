@@ -159,7 +159,7 @@ def guard(snapshots, reserve_percent):
     true means no scheduled snapshot is left to delete and the round must take
     none (manual snapshots are the user's: reported, never deleted here).
     """
-    usage = snapshots.pool_usage()
+    usage = before = snapshots.pool_usage()
     pruned = []
     if _over(usage, reserve_percent):
         # Oldest first over the whole pool: the ones retention would drop soonest.
@@ -173,7 +173,7 @@ def guard(snapshots, reserve_percent):
             done, _failures = snapshots.delete(batch)
             pruned += ['%s@%s' % (s.vdisk, s.name) for s in done]
             usage = snapshots.pool_usage()
-    return {'pruned': pruned, 'usage': usage, 'over': _over(usage, reserve_percent)}
+    return {'pruned': pruned, 'usage': usage, 'before': before, 'over': _over(usage, reserve_percent)}
 
 
 def run_round(config, snapshots, now=None):

@@ -210,8 +210,8 @@ class ThinSnapshots(object):
             # No thin volume is active yet (a host right after boot): LVM builds the -tpool layer.
             rc, out, err = self.run(['lvchange', '--activate', 'y', '%s/%s' % (self.vg, self.thin_pool)])
             if rc != 0 or not self.dm.exists(self.pool_device):
-                raise SnapshotError('cannot activate thin pool %s/%s: %s' % (self.vg, self.thin_pool,
-                                                                            (err or out).strip()))
+                raise SnapshotError('cannot activate thin pool %s/%s: %s'
+                                    % (self.vg, self.thin_pool, (err or out).strip()))
 
     # --- changes -------------------------------------------------------
 
@@ -283,8 +283,8 @@ class ThinSnapshots(object):
                                 [(v, name) for v in done])
             self.db.executemany('DELETE FROM snapshot WHERE vdisk = ? AND name = ?',
                                 [(v, name) for v in todo if v in failures])
-        rows = dict((r['vdisk'], Snapshot(r)) for r in self.db.execute('SELECT * FROM snapshot WHERE name = ?',
-                                                                          (name,)))
+        query = self.db.execute('SELECT * FROM snapshot WHERE name = ?', (name,))
+        rows = dict((r['vdisk'], Snapshot(r)) for r in query)
         return dict((v, rows[v]) for v in done), failures
 
     def _snap(self, thin_id, origin, origin_id=None):
@@ -343,8 +343,16 @@ class ThinSnapshots(object):
         return done, failures
 
     def finish_interrupted(self):
-        """Finish what a run that died left: snapshots half made are removed, half deleted ones deleted."""
+        """Finish what a run that died left: snapshots half made are removed, half deleted ones deleted.
+
+        A run killed between the suspend and the resume of a vDisk left it
+        suspended, and its initiator's I/O waits: resume it. (Only these runs
+        suspend vDisks, under the host lock the caller holds.)
+        """
         rows = [Snapshot(r) for r in self.db.execute("SELECT * FROM snapshot WHERE state != 'ready'")]
+        for volume in self.volumes().values():
+            if volume['active'] and self.dm.info(volume['dm_name'])['suspended']:
+                self._resume(volume['dm_name'])
         if rows:
             return self.delete(rows)
         return [], {}

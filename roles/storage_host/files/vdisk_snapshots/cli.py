@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ ROUND_LOCK = '/run/lock/clusterducks-vdisk-snapshots.lock'
 
 
 def run(argv):
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -77,12 +78,12 @@ def cmd_round(args, config):
                           'errors': [str(exc)], 'vdisks': 0, 'created': 0, 'pruned': 0, 'guard_pruned': [],
                           'pool_usage': {}}
             snapshot_schedule.write_status(config, report, snapshots, now)
+    usage = report['pool_usage']
     log('round %s: %d vDisks, %d snapshots taken, %d pruned, %d pruned by the guard, %.2f s (snapshots %.2f s), '
-        'pool data %.1f%% metadata %.1f%%' % (report['result'], report['vdisks'], report['created'], report['pruned'],
-                                             len(report['guard_pruned']), report['duration_seconds'],
-                                             report.get('snapshot_seconds', 0),
-                             report['pool_usage'].get('data_percent', -1),
-                             report['pool_usage'].get('metadata_percent', -1)))
+        'pool data %.1f%% metadata %.1f%%' % (
+            report['result'], report['vdisks'], report['created'], report['pruned'], len(report['guard_pruned']),
+            report['duration_seconds'], report.get('snapshot_seconds', 0), usage.get('data_percent', -1),
+            usage.get('metadata_percent', -1)))
     for error in report['errors']:
         log('error: %s' % error)
     return 1 if report['result'] != 'ok' else 0
@@ -96,8 +97,11 @@ def cmd_guard(args, config):
         snapshots = thin_snapshots.ThinSnapshots(config['pool'], run)
         result = snapshot_schedule.guard(snapshots, config['reserve_percent'])
     if result['pruned']:
-        log('guard: pool over its reserve, deleted %d oldest scheduled snapshots: %s'
-            % (len(result['pruned']), ' '.join(result['pruned'])))
+        log('guard: pool at %.1f%% data, %.1f%% metadata, over its reserve line (%d%%): deleted %d oldest scheduled '
+            'snapshots, now %.1f%% / %.1f%%: %s' % (
+                result['before']['data_percent'], result['before']['metadata_percent'], 100 - config['reserve_percent'],
+                len(result['pruned']), result['usage']['data_percent'], result['usage']['metadata_percent'],
+                ' '.join(result['pruned'])))
     if result['over']:
         log('guard: pool %s still over its reserve (data %.1f%%, metadata %.1f%%) with no scheduled snapshot left'
             % (config['pool'], result['usage']['data_percent'], result['usage']['metadata_percent']))
@@ -136,7 +140,14 @@ def cmd_drop_clone(args, config):
     return 0
 
 
+def _terminate(signum, frame):
+    # systemd stops a stalled round with SIGTERM: unwind, so that a vDisk
+    # suspended for its snapshot is resumed on the way out.
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, _terminate)
     parser = argparse.ArgumentParser(prog='clusterducks-vdisk-snapshots', description=__doc__)
     parser.add_argument('--config', default=DEFAULT_CONFIG)
     sub = parser.add_subparsers(dest='command', required=True)

@@ -162,7 +162,7 @@ def test_inactive_origin_is_not_suspended(env):
     snaps = env.open()
     created, failures = snaps.create(['node03', 'node02'], 's')
     assert failures == {} and sorted(created) == ['node02', 'node03']
-    assert [c for c, _ in env.dm.log] == ['message', 'message']
+    assert [call for call, _arg in env.dm.log] == ['message', 'message']
 
 
 def test_one_vdisk_failing_does_not_stop_the_others(env):
@@ -371,7 +371,7 @@ def test_per_vdisk_retention_overrides_the_pool():
 
 def _round(env, config, minutes):
     report = None
-    for _ in range(minutes):
+    for _minute in range(minutes):
         snaps = env.open()
         report = sched.run_round(config, snaps, now=env.clock.now)
         env.clock.now += MINUTE
@@ -439,3 +439,9 @@ def test_prometheus_lines(env):
     assert 'vdisk_pool_data_free_percent{pool="%s"} 90.00' % POOL in text
     assert '# TYPE vdisk_snapshot_rounds_total counter' in text
     assert sched.prometheus(None, 0) == []
+
+
+def test_a_vdisk_left_suspended_by_a_killed_run_is_resumed(env):
+    env.dm.suspended.add('vdisks-vdisk--node02')
+    env.open().finish_interrupted()
+    assert env.dm.suspended == set() and ('resume', 'vdisks-vdisk--node02') in env.dm.log
