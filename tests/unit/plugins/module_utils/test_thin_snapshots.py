@@ -6,7 +6,7 @@
 """Snapshot logic against a model of dm-thin: ids, journalling, failures, rollback, retention, guard, check.
 
 The real thing (dm-thin, LIO, an initiator writing through 1-minute rounds,
-rollback checksums, the guard under fio) is the snapshots lab scenario.
+rollback checksums, the guard under fio) is the storage_api lab scenario.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The snapshot module's argument handling and plans over a modelled pool (the real thing: the snapshots scenario)."""
+"""The snapshot module's argument handling and plans over a modelled pool (the real thing: the storage_api scenario)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,192 @@
+"""The snapshot checks, run on the storage VM through the clusterducks-vdisk-snapshots command.
+
+  snapshot_check.py watch VDISK OUT SINCE
+      While the log is written: every few seconds, check each new scheduled
+      snapshot of VDISK taken after SINCE (clone, mount, count the log's
+      intact records, unmount, xfs_repair -n, drop the clone) and append the
+      result to OUT (JSON lines). Each snapshot is checked within seconds of
+      being taken, so the guard test may delete it afterwards. Ends after one
+      more pass once OUT.stop exists.
+  snapshot_check.py bounds OUT ACKS MARGIN MINUTES
+      The watched snapshots against the acknowledgements: every one mounted
+      clean and holds a gapless prefix of the log with every record
+      acknowledged by T - MARGIN and none written after T + MARGIN (see
+      below); they cover at least MINUTES consecutive minutes, one each.
+  snapshot_check.py consistency VDISK ACKS SINCE MARGIN
+      Every scheduled snapshot of VDISK taken after SINCE: clone it, mount the
+      clone (XFS replays its log, as after a power-cut), count the intact
+      records of /log from the start (fsync_log.py prefix), unmount, run
+      xfs_repair -n, drop the clone. ACKS holds "seq time" per acknowledged
+      record (the initiator's clock). The snapshot at time T is crash-consistent
+      if its log is a gapless prefix holding every record acknowledged by
+      T - MARGIN and none written after T + MARGIN (one more than acknowledged
+      by then: a record on disk whose fsync had not returned yet).
+  snapshot_check.py counts VDISK MINUTELY HOURLY
+      The scheduled snapshots of VDISK are exactly what retention keeps: the
+      newest MINUTELY in MINUTELY consecutive minutes, plus the oldest one left
+      of each of the last HOURLY hours.
+
+Prints JSON; exits 1 if a check fails.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+SNAPSHOTS = '/usr/local/sbin/clusterducks-vdisk-snapshots'
+FSYNC_LOG = '/root/fsync_log.py'
+
+
+def sh(argv):
+    return subprocess.run(argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True).stdout
+
+
+def scheduled(vdisk):
+    rows = json.loads(sh([SNAPSHOTS, 'list', vdisk, '--json']))
+    return [r for r in rows if r['kind'] == 'scheduled']
+
+
+def epoch(created):
+    import calendar
+    import time
+    return calendar.timegm(time.strptime(created, '%Y-%m-%dT%H:%M:%SZ'))
+
+
+def acked_by(acks, when):
+    return sum(1 for _seq, t in acks if t <= when)
+
+
+def check_one(vdisk, snap):
+    """Clone, mount, read and repair-check one snapshot of the log; drop the clone."""
+    # 'created' is whole seconds; the snapshot was taken within that second.
+    t = epoch(snap['created'])
+    clone = 'check-' + snap['name'][len('auto-'):]
+    device = sh([SNAPSHOTS, 'clone', vdisk, snap['name'], clone]).strip()
+    mnt = tempfile.mkdtemp()
+    entry = {'snapshot': snap['name'], 'created': t}
+    try:
+        mount = subprocess.run(['mount', '-o', 'nouuid', device, mnt], stderr=subprocess.PIPE,
+                               universal_newlines=True, check=False)
+        entry['mounted'] = mount.returncode == 0
+        if entry['mounted']:
+            try:
+                entry.update(json.loads(sh(['python3', FSYNC_LOG, 'prefix', os.path.join(mnt, 'log')])))
+            finally:
+                sh(['umount', mnt])
+        else:
+            entry['mount_error'] = mount.stderr.strip()
+        repair = subprocess.run(['xfs_repair', '-n', device], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                universal_newlines=True, check=False)
+        entry['xfs_repair_clean'] = repair.returncode == 0
+        if repair.returncode:
+            entry['xfs_repair'] = repair.stdout[-500:]
+    finally:
+        os.rmdir(mnt)
+        sh([SNAPSHOTS, 'drop-clone', vdisk, clone])
+    return entry
+
+
+def read_acks(acks_path):
+    with open(acks_path) as f:
+        return [(int(a), float(b)) for a, b in (line.split() for line in f if line.strip())]
+
+
+def judge(entry, acks, margin):
+    t = entry['created']
+    low, high = acked_by(acks, t - margin), acked_by(acks, t + 1 + margin) + 1
+    entry['bounds'] = [low, high]
+    entry['consistent'] = bool(entry.get('mounted') and entry.get('xfs_repair_clean')
+                               and low <= entry.get('records', -1) <= high)
+    return entry['consistent']
+
+
+def consistency(vdisk, acks_path, since, margin):
+    acks = read_acks(acks_path)
+    results, ok = [], True
+    for snap in scheduled(vdisk):
+        if epoch(snap['created']) < since:
+            continue
+        entry = check_one(vdisk, snap)
+        ok = judge(entry, acks, margin) and ok
+        results.append(entry)
+    print(json.dumps({'snapshots': results, 'checked': len(results), 'ok': ok and bool(results)}))
+    return 0 if ok and results else 1
+
+
+def watch(vdisk, out, since):
+    import time
+    done = set()
+    if os.path.exists(out):
+        with open(out) as f:
+            done = set(json.loads(line)['snapshot'] for line in f if line.strip())
+    while True:
+        last_pass = os.path.exists(out + '.stop')
+        for snap in scheduled(vdisk):
+            if snap['name'] in done or epoch(snap['created']) < since:
+                continue
+            try:
+                entry = check_one(vdisk, snap)
+            except subprocess.CalledProcessError as exc:  # deleted before it was checked: a gap, reported
+                entry = {'snapshot': snap['name'], 'created': epoch(snap['created']), 'error': str(exc)}
+            with open(out, 'a') as f:
+                f.write(json.dumps(entry) + '\n')
+            done.add(snap['name'])
+        if last_pass:
+            return 0
+        time.sleep(3)
+
+
+def bounds(out, acks_path, margin, minutes):
+    acks = read_acks(acks_path)
+    with open(out) as f:
+        entries = sorted((json.loads(line) for line in f if line.strip()), key=lambda e: e['created'])
+    ok = all([judge(e, acks, margin) for e in entries])
+    covered = [e['created'] // 60 for e in entries]
+    consecutive = covered == list(range(covered[0], covered[0] + len(covered))) if covered else False
+    result = {'checked': len(entries), 'consecutive_minutes': consecutive, 'all_consistent': ok,
+              'snapshots': entries}
+    result['ok'] = ok and consecutive and len(entries) >= minutes
+    print(json.dumps(result))
+    return 0 if result['ok'] else 1
+
+
+def counts(vdisk, minutely, hourly):
+    snaps = sorted(scheduled(vdisk), key=lambda s: s['created'])
+    times = [epoch(s['created']) for s in snaps]
+    newest = times[-minutely:]
+    minutes = [t // 60 for t in newest]
+    expected = set(newest)
+    current_hour = times[-1] // 3600
+    for hour in range(current_hour - hourly + 1, current_hour + 1):
+        in_hour = [t for t in times if t // 3600 == hour]
+        if in_hour:
+            expected.add(min(in_hour))
+    result = {
+        'scheduled': len(times), 'expected': len(expected),
+        'consecutive_minutes': minutes == list(range(minutes[0], minutes[0] + minutely)),
+        'exact': set(times) == expected,
+        'names': [s['name'] for s in snaps],
+    }
+    result['ok'] = result['consecutive_minutes'] and result['exact']
+    print(json.dumps(result))
+    return 0 if result['ok'] else 1
+
+
+def main(argv):
+    if len(argv) == 4 and argv[0] == 'watch':
+        return watch(argv[1], argv[2], float(argv[3]))
+    if len(argv) == 5 and argv[0] == 'bounds':
+        return bounds(argv[1], argv[2], float(argv[3]), int(argv[4]))
+    if len(argv) == 5 and argv[0] == 'consistency':
+        return consistency(argv[1], argv[2], float(argv[3]), float(argv[4]))
+    if len(argv) == 4 and argv[0] == 'counts':
+        return counts(argv[1], int(argv[2]), int(argv[3]))
+    sys.stderr.write(__doc__)
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
