@@ -143,7 +143,8 @@ def bounds(out, acks_path, margin, minutes):
     acks = read_acks(acks_path)
     with open(out) as f:
         entries = sorted((json.loads(line) for line in f if line.strip()), key=lambda e: e['created'])
-    ok = all([judge(e, acks, margin) for e in entries])
+    verdicts = [judge(e, acks, margin) for e in entries]  # every entry gets its bounds
+    ok = all(verdicts)
     covered = [e['created'] // 60 for e in entries]
     consecutive = covered == list(range(covered[0], covered[0] + len(covered))) if covered else False
     result = {'checked': len(entries), 'consecutive_minutes': consecutive, 'all_consistent': ok,
