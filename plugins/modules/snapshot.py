@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: snapshot
 short_description: Create, delete and roll back snapshots of vDisks in an LVM thin pool
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Takes a snapshot of a vDisk, deletes one, or rolls a vDisk back to one.
   - "A snapshot is a thin device of the vDisk's LVM thin pool made by dm-thin itself (C(create_snap)) while the vDisk
@@ -20,6 +20,8 @@ description:
     M(clusterducks.vdisk.snapshot_info) and C(clusterducks-vdisk-snapshots list) on the storage host list them.
   - The M(clusterducks.vdisk.storage_host) role installs a schedule that takes snapshots every minute or more and
     prunes them by retention. This module's snapshots are manual ones - the schedule never deletes them.
+  - The collection's C(docs/snapshots.md) explains the schedule, retention, the free-space guard and monitoring,
+    with the measurements.
   - "O(state=rolled_back) gives the vDisk exactly the snapshot's content, with the same WWN and the same LUNs and
     initiator mappings. Its content before the rollback is kept first as a snapshot named
     C(pre-rollback-YYYYMMDDTHHMMSSZ), so a rollback can itself be undone. The vDisk's backstore is recreated (LIO
@@ -86,9 +88,6 @@ notes:
 seealso:
   - module: clusterducks.vdisk.snapshot_info
   - module: clusterducks.vdisk.vdisk
-  - name: The snapshots guide
-    description: Schedule, retention, the free-space guard, monitoring and the measurements.
-    link: https://github.com/clusterducks/vdisk/blob/main/docs/snapshots.md
 """
 
 EXAMPLES = r"""

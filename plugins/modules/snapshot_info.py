@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: snapshot_info
 short_description: List the snapshots of vDisks in an LVM thin pool, with their age and the space they use
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Lists the snapshots of one vDisk or of every vDisk of an LVM thin pool, oldest first, with their kind, age and
     size, the pool's fill, and the schedule's last round (from its status file).
