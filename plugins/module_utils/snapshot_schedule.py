@@ -312,7 +312,7 @@ def prometheus(status, now):
     vdisks = sorted((status.get('vdisks') or {}).items())
     metric('vdisk_snapshot_newest_age_seconds', 'gauge', 'Age of the newest scheduled snapshot of each vDisk.',
            [('{vdisk="%s"}' % v, '%.0f' % (now - e['newest'])) for v, e in vdisks if e.get('newest')])
-    metric('vdisk_snapshots', 'gauge', 'Snapshots each vDisk has (every kind).',
+    metric('vdisk_snapshot_count', 'gauge', 'Snapshots each vDisk has (every kind).',
            [('{vdisk="%s"}' % v, e.get('count', 0)) for v, e in vdisks])
     metric('vdisk_snapshot_rounds_total', 'counter', 'Snapshot rounds run.', [('', status.get('rounds_total', 0))])
     metric('vdisk_snapshot_rounds_failed_total', 'counter', 'Snapshot rounds with an error (a vDisk, the guard, pruning).',

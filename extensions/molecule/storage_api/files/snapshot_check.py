@@ -21,10 +21,11 @@
       if its log is a gapless prefix holding every record acknowledged by
       T - MARGIN and none written after T + MARGIN (one more than acknowledged
       by then: a record on disk whose fsync had not returned yet).
-  snapshot_check.py counts VDISK MINUTELY HOURLY
+  snapshot_check.py counts VDISK MINUTELY HOURLY [--every-minute]
       The scheduled snapshots of VDISK are exactly what retention keeps: the
-      newest MINUTELY in MINUTELY consecutive minutes, plus the oldest one left
-      of each of the last HOURLY hours.
+      first one left of each of the last MINUTELY minutes and of each of the
+      last HOURLY hours. --every-minute: and each of those minutes has one (no
+      round was skipped).
 
 Prints JSON; exits 1 if a check fails.
 """
@@ -154,24 +155,28 @@ def bounds(out, acks_path, margin, minutes):
     return 0 if result['ok'] else 1
 
 
-def counts(vdisk, minutely, hourly):
+def counts(vdisk, minutely, hourly, strict):
+    """Retention's windows, computed here from the snapshots that exist: the first snapshot of each of the last
+    MINUTELY minutes and of each of the last HOURLY hours (UTC), counted back from the newest one's."""
     snaps = sorted(scheduled(vdisk), key=lambda s: s['created'])
     times = [epoch(s['created']) for s in snaps]
-    newest = times[-minutely:]
-    minutes = [t // 60 for t in newest]
-    expected = set(newest)
-    current_hour = times[-1] // 3600
-    for hour in range(current_hour - hourly + 1, current_hour + 1):
-        in_hour = [t for t in times if t // 3600 == hour]
-        if in_hour:
-            expected.add(min(in_hour))
+    expected = set()
+    for width, count in ((60, minutely), (3600, hourly)):
+        newest = times[-1] // width
+        firsts = {}
+        for t in times:
+            if newest - t // width < count:
+                firsts.setdefault(t // width, t)
+        expected.update(firsts.values())
+    minutes = sorted(set(t // 60 for t in times if times[-1] // 60 - t // 60 < minutely))
     result = {
         'scheduled': len(times), 'expected': len(expected),
-        'consecutive_minutes': minutes == list(range(minutes[0], minutes[0] + minutely)),
+        # One round a minute: every one of the last MINUTELY minutes has its snapshot.
+        'every_minute': minutes == list(range(times[-1] // 60 - minutely + 1, times[-1] // 60 + 1)),
         'exact': set(times) == expected,
         'names': [s['name'] for s in snaps],
     }
-    result['ok'] = result['consecutive_minutes'] and result['exact']
+    result['ok'] = result['exact'] and (result['every_minute'] or not strict)
     print(json.dumps(result))
     return 0 if result['ok'] else 1
 
@@ -183,8 +188,8 @@ def main(argv):
         return bounds(argv[1], argv[2], float(argv[3]), int(argv[4]))
     if len(argv) == 5 and argv[0] == 'consistency':
         return consistency(argv[1], argv[2], float(argv[3]), float(argv[4]))
-    if len(argv) == 4 and argv[0] == 'counts':
-        return counts(argv[1], int(argv[2]), int(argv[3]))
+    if len(argv) in (4, 5) and argv[0] == 'counts':
+        return counts(argv[1], int(argv[2]), int(argv[3]), argv[4:] == ['--every-minute'])
     sys.stderr.write(__doc__)
     return 2
 

@@ -433,7 +433,7 @@ def test_prometheus_lines(env):
     status = sched.write_status(config, sched.run_round(config, snaps, now=env.clock.now), snaps, env.clock.now)
     text = '\n'.join(sched.prometheus(status, env.clock.now + 42))
     assert 'vdisk_snapshot_newest_age_seconds{vdisk="node01"} 42' in text
-    assert 'vdisk_snapshots{vdisk="node02"} 1' in text
+    assert 'vdisk_snapshot_count{vdisk="node02"} 1' in text
     assert 'vdisk_snapshot_rounds_failed_total 0' in text
     assert 'vdisk_snapshot_last_round_success 1' in text
     assert 'vdisk_pool_data_free_percent{pool="%s"} 90.00' % POOL in text
