@@ -70,6 +70,16 @@ echo '{{"name": "bench", "wwn": "5c2d6f0a-bench", "backing": "/dev/cdbench/vdisk
     > /var/lib/clusterducks-vdisk/lvm-thin/cdbench/pool/bench/vdisk.json
 echo '{{"pool": "lvm-thin:cdbench/pool", "interval_minutes": 1, "retention": {{"minutely": 1}}}}' \
     > /etc/clusterducks-vdisk/snapshots.json
+cat > /root/delete_snapshots.py <<'PY'
+import subprocess
+from vdisk_snapshots import thin_snapshots
+def run(argv):
+    p = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return p.returncode, p.stdout, p.stderr
+snapshots = thin_snapshots.ThinSnapshots("lvm-thin:cdbench/pool", run)
+_done, failures = snapshots.delete(snapshots.list())
+assert not failures, failures
+PY
 rm -rf /usr/lib/clusterducks-vdisk && mkdir -p /usr/lib/clusterducks-vdisk
 tar -C /usr/lib/clusterducks-vdisk -xz
 """
@@ -147,12 +157,7 @@ class Bench(object):
             self.accel = f.read().split("-accel ")[1].split()[0]
 
     def delete_all_snapshots(self):
-        ssh("storage", "%s list bench --json | python3 -c 'import json,sys; print(\"\\n\".join(s[\"name\"] for s in "
-            "json.load(sys.stdin)))' > /run/snaps; PYTHONPATH=/usr/lib/clusterducks-vdisk python3 -c '"
-            "import subprocess; from vdisk_snapshots import thin_snapshots as t\n"
-            "run = lambda a: (lambda p: (p.returncode, p.stdout, p.stderr))(subprocess.run(a, capture_output=True, "
-            "text=True))\n"
-            "s = t.ThinSnapshots(\"lvm-thin:cdbench/pool\", run); s.delete(s.list())'" % SNAPSHOTS)
+        ssh("storage", "PYTHONPATH=/usr/lib/clusterducks-vdisk python3 /root/delete_snapshots.py")
 
     def run(self, where, job, working_set, snapshots_on):
         log = "/run/iops-%d" % time.time()
