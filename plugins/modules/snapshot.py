@@ -114,7 +114,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 snapshot:
-  description: The snapshot as it is after the run (before it, for V(absent)); none if there was nothing to delete.
+  description:
+    - The snapshot as it is after the run (before it, for V(absent)); none if there was nothing to delete.
+    - In check mode, a new snapshot as it would be, with C(created) V((new)).
   returned: success
   type: dict
   contains:
@@ -247,6 +249,9 @@ def converge(module, pool, snapshots, run):
                     'the name %s is taken by a snapshot of an earlier vDisk %s (another WWN): delete it with the '
                     'clusterducks-vdisk-snapshots command or choose another name' % (name, vdisk))
             result['changed'] = True
+            # Check mode: the snapshot as it would be (diff mode shows it).
+            result['snapshot'] = {'vdisk': vdisk, 'name': name, 'kind': 'manual', 'created': '(new)',
+                                  'size_bytes': record.size_bytes, 'wwn': record.wwn}
             if not module.check_mode:
                 created, failures = snapshots.create([vdisk], name, 'manual')
                 if failures:

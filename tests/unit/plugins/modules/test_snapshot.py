@@ -74,7 +74,8 @@ def run(args, check_mode=False):
 
 def test_create_is_idempotent_and_check_mode_changes_nothing(env):
     kind, result = run({'name': 'before'}, check_mode=True)
-    assert kind is ExitJson and result['changed'] and result['snapshot'] is None
+    assert kind is ExitJson and result['changed'] and result['snapshot']['created'] == '(new)'
+    assert result['diff'] == {'before': {}, 'after': {'node01@before': result['snapshot']}}
     assert [c for c, _a in env['dm'].log] == []
     kind, result = run({'name': 'before'})
     assert kind is ExitJson and result['changed'] and result['snapshot']['kind'] == 'manual'
