@@ -8,9 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
-import fcntl
 import json
 import os
 import signal
@@ -18,12 +15,12 @@ import subprocess
 import sys
 import time
 
-from vdisk_snapshots import snapshot_schedule, thin_snapshots
+from vdisk_snapshots import locking, snapshot_schedule, thin_snapshots
 
 DEFAULT_CONFIG = '/etc/clusterducks-vdisk/snapshots.json'
 # The modules' lock (plugins/module_utils/locking.py): a round never snapshots a
 # vDisk a module run is creating, moving or deleting.
-HOST_LOCK = '/run/lock/clusterducks-vdisk.lock'
+HOST_LOCK = locking.LOCK_PATH
 # A round that still runs when the next is due makes the next one skip: rounds never pile up.
 ROUND_LOCK = '/run/lock/clusterducks-vdisk-snapshots.lock'
 
@@ -33,51 +30,32 @@ def run(argv):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-@contextlib.contextmanager
-def flock(path, timeout):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(0.2)
-        yield True
-    finally:
-        os.close(fd)
-
-
 def log(message):
     print(message, flush=True)  # the journal keeps it (the unit's stdout)
 
 
+def _round(config):
+    snapshots = thin_snapshots.ThinSnapshots(config['pool'], run)
+    now = time.time()
+    try:
+        report = snapshot_schedule.run_round(config, snapshots, now)
+    except (thin_snapshots.SnapshotError, OSError) as exc:
+        report = {'started': now, 'duration_seconds': round(time.time() - now, 3), 'result': 'failed',
+                  'errors': [str(exc)], 'vdisks': 0, 'created': 0, 'pruned': 0, 'guard_pruned': [],
+                  'pool_usage': {}}
+    snapshot_schedule.write_status(config, report, snapshots, now)
+    return report
+
+
 def cmd_round(args, config):
-    with flock(ROUND_LOCK, 0) as got:
-        if not got:
-            log('round skipped: the previous round still runs')
-            return 0
-        # Module runs hold the host lock for seconds; a round waits a little, then skips.
-        with flock(HOST_LOCK, args.lock_wait) as got_host:
-            if not got_host:
-                log('round skipped: a clusterducks.vdisk module run has held %s for %d s' % (HOST_LOCK, args.lock_wait))
-                return 0
-            snapshots = thin_snapshots.ThinSnapshots(config['pool'], run)
-            now = time.time()
-            try:
-                report = snapshot_schedule.run_round(config, snapshots, now)
-            except (thin_snapshots.SnapshotError, OSError) as exc:
-                report = {'started': now, 'duration_seconds': round(time.time() - now, 3), 'result': 'failed',
-                          'errors': [str(exc)], 'vdisks': 0, 'created': 0, 'pruned': 0, 'guard_pruned': [],
-                          'pool_usage': {}}
-            snapshot_schedule.write_status(config, report, snapshots, now)
+    try:
+        with locking.host_lock(ROUND_LOCK, timeout=0):
+            # Module runs hold the host lock for seconds; a round waits a little, then skips.
+            with locking.host_lock(HOST_LOCK, timeout=args.lock_wait):
+                report = _round(config)
+    except locking.LockTimeout as exc:
+        log('round skipped: %s' % exc)
+        return 0
     usage = report['pool_usage']
     log('round %s: %d vDisks, %d snapshots taken, %d pruned, %d pruned by the guard, %.2f s (snapshots %.2f s), '
         'pool data %.1f%% metadata %.1f%%' % (
@@ -91,11 +69,12 @@ def cmd_round(args, config):
 
 def cmd_guard(args, config):
     # No host lock: the guard must act while a long module run holds it.
-    with flock(ROUND_LOCK + '.guard', 0) as got:
-        if not got:
-            return 0
-        snapshots = thin_snapshots.ThinSnapshots(config['pool'], run)
-        result = snapshot_schedule.guard(snapshots, config['reserve_percent'])
+    try:
+        with locking.host_lock(ROUND_LOCK + '.guard', timeout=0):
+            snapshots = thin_snapshots.ThinSnapshots(config['pool'], run)
+            result = snapshot_schedule.guard(snapshots, config['reserve_percent'])
+    except locking.LockTimeout:
+        return 0  # the previous guard still runs
     if result['pruned']:
         log('guard: pool at %.1f%% data, %.1f%% metadata, over its reserve line (%d%%): deleted %d oldest scheduled '
             'snapshots, now %.1f%% / %.1f%%: %s' % (
