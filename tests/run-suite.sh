@@ -60,9 +60,13 @@ why_failed() {
         # ansible-core 2.19 prints the message on one line first; older ones only after fatal.
         /^\[ERROR\]: Task failed: / { pending = stage ": " task ": " substr($0, 1, 600); next }
         /^(fatal: |failed: \[)/ { if (pending == "") pending = stage ": " task ": " substr($0, 1, 400); next }
-        /^\.\.\.ignoring/ { pending = ""; next }
+        /^\.\.\.ignoring/ { pending = ""; err = ""; next }
+        # The failed task'"'"'s stderr (cdlab puts a VM'"'"'s console there): its last lines.
+        instderr && /^        / { errn++; errl[errn] = $0; next }
+        instderr { instderr = 0; err = ""; for (i = (errn > 20 ? errn - 19 : 1); i <= errn; i++) err = err "\n" errl[i] }
+        pending != "" && /^    stderr: / { instderr = 1; errn = 0; next }
         /^(FAILED |ERROR: |E  )/ { out[n++] = stage ": " substr($0, 1, 300) }
-        END { flush(); for (i = (n > 4 ? n - 4 : 0); i < n; i++) print out[i] }' "$log"
+        END { flush(); for (i = (n > 4 ? n - 4 : 0); i < n; i++) print out[i]; if (err != "") print stage ", the failed task'"'"'s stderr (last lines):" err }' "$log"
 }
 
 # The VMs' console logs (kept by cdlab destroy) go beside the stage logs: a

@@ -5,6 +5,7 @@ import subprocess
 import time
 
 from .common import LabError
+from .console import console_tail
 
 SSH_OPTS = [
     "-o", "StrictHostKeyChecking=no",
@@ -37,15 +38,17 @@ def wait_for_ssh(vms, timeout):
     while pending:
         for name, vm in list(pending.items()):
             if not vm.running:
-                raise LabError("%s stopped while booting; see %s"
-                               % (name, vm.file("console.log")))
+                raise LabError("%s stopped while booting; see %s; its console's last lines:\n  %s"
+                               % (name, vm.file("console.log"), "\n  ".join(console_tail(vm))))
             if vm.ssh_ok():
                 took[name] = time.monotonic() - getattr(vm, "started_at", started)
                 del pending[name]
         if not pending:
             break
         if time.monotonic() > deadline:
-            raise LabError("no SSH from %s after %d s; see their console.log"
-                           % (", ".join(sorted(pending)), timeout))
+            raise LabError("no SSH from %s after %d s; see their console.log. %s"
+                           % (", ".join(sorted(pending)), timeout,
+                              "".join("\n%s's console, last lines:\n  %s" % (name, "\n  ".join(console_tail(vm)))
+                                      for name, vm in sorted(pending.items()))))
         time.sleep(1)
     return took

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 from .common import LabError, log, rules, write_json
+from .console import console_tail, console_text
 from .image import image_ready
 from .net import FIRST_HOST, STORAGE_NET, free_port, port_is_free
 from .qemu import qemu_command
@@ -243,20 +244,15 @@ class VM:
 
 
 # What systemd prints while a unit holds the shutdown up.
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 STOP_JOB = re.compile(r"A stop job is running for (.+?) \(\d")
 
 
 def shutdown_report(vm):
     """What the console of VM's last shutdown says: the units systemd waited
     on ('A stop job is running for ...'), and the console's last lines."""
-    with contextlib.suppress(FileNotFoundError):
-        with open(vm.file("console.log"), "rb") as f:
-            text = ANSI.sub("", f.read().decode("utf-8", "replace"))
-        waited = sorted(set(m.group(1).strip() for m in STOP_JOB.finditer(text)))
-        tail = [line.strip() for line in text.splitlines() if line.strip()][-25:]
-        return waited, tail
-    return [], []
+    text = console_text(vm)
+    waited = sorted(set(m.group(1).strip() for m in STOP_JOB.finditer(text)))
+    return waited, console_tail(vm)
 
 
 def stop_all(vms, timeout=STOP_TIMEOUT):
