@@ -10,12 +10,13 @@ The thin volume is filled once with incompressible data, then each job runs
 in alternating pairs, "off" then "on" (or the reverse, alternating):
 
   off  no snapshot of the volume exists (all deleted before the run);
-  on   a snapshot round (clusterducks-vdisk-snapshots round, retention
-       minutely: 1) runs 5 s into the measured window: it snapshots the volume
-       and prunes the snapshot the previous round left, so both the copy-on-
-       write after a snapshot and the pruning fall inside the window. The
-       window is one interval (--runtime, 60 s by default) - what a device
-       sees every minute.
+  on   a round (clusterducks-vdisk-snapshots round, retention minutely: 1)
+       just before the window leaves a snapshot, as the previous minute's
+       round would; a second round inside the window, just after the UTC
+       minute turns, snapshots the volume and prunes the first snapshot, so
+       both the copy-on-write after a snapshot and the pruning fall inside
+       the window. The window is one interval (--runtime, 60 s by default):
+       what a device sees every minute.
 
 Jobs (fio, libaio, O_DIRECT, new random incompressible data for every
 write): 4k random write qd16 with uniform and zipf 1.2 offsets, 4k write +
@@ -164,10 +165,17 @@ class Bench(object):
         path = self.lun if where == "remote" else "/dev/cdbench/vdisk-bench"
         vm = "initiator" if where == "remote" else "storage"
         if snapshots_on:
-            # The previous round's snapshot exists (the pruning to do); the round comes 5 s in.
+            # As every minute on a host with 1-minute rounds: the previous
+            # round's snapshot exists when the window opens (its copy-on-write
+            # is under way); the next round, inside the window, takes a new one
+            # and prunes that one. Retention is one minute and keeps the first
+            # snapshot of each minute, so the window's round must fall in the
+            # next UTC minute: it is started just after the minute turns.
+            if 60 - time.time() % 60 < 8:
+                time.sleep(60 - time.time() % 60 + 1)
             ssh("storage", "%s round >/dev/null" % SNAPSHOTS)
-            time.sleep(2)
-            trigger = subprocess.Popen(CDLAB + ["ssh", "storage", "sleep %d; %s round" % (5 + 2, SNAPSHOTS)],
+            delay = max(4.0, 60 - time.time() % 60 + 1)
+            trigger = subprocess.Popen(CDLAB + ["ssh", "storage", "sleep %.1f; %s round" % (delay, SNAPSHOTS)],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         else:
             self.delete_all_snapshots()

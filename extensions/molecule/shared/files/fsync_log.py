@@ -1,12 +1,13 @@
 """fsync'd records for power-cut tests: write them, then check every acknowledged one.
 
-  fsync_log.py write FILE ACKS [--count N]
+  fsync_log.py write FILE ACKS [--count N] [--rate R]
       Writes 4 KiB records to FILE one after the other: magic, sequence number,
       SHA-256 of a random payload, the payload. After each, fdatasync(FILE);
       only then the sequence number and the time it returned go to ACKS (a
       file on another disk, fsync'd too): a record in ACKS is one the storage
       promised to keep, from that time on.
-      Runs until killed (or N records). FILE grows, so every fdatasync also
+      Runs until killed (or N records); --rate: at most R records a second
+      (a steady load that leaves the VMs time for other tests). FILE grows, so every fdatasync also
       persists the file's size: the filesystem's log is in the test too.
   fsync_log.py check FILE ACKS
       Every record up to the last acknowledged one must be intact. Prints JSON
@@ -31,12 +32,16 @@ HEADER = struct.Struct(">8sQ32s")  # magic, sequence number, sha256(payload)
 PAYLOAD = BLOCK - HEADER.size
 
 
-def write(path, acks, count=None):
+def write(path, acks, count=None, rate=None):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     ack_fd = os.open(acks, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     seq = os.fstat(fd).st_size // BLOCK  # carry on after a previous run
     end = None if count is None else seq + count
+    next_at = time.monotonic()
     while end is None or seq < end:
+        if rate:
+            next_at += 1.0 / rate
+            time.sleep(max(0.0, next_at - time.monotonic()))
         payload = os.urandom(PAYLOAD)
         os.pwrite(fd, HEADER.pack(MAGIC, seq, hashlib.sha256(payload).digest()) + payload, seq * BLOCK)
         os.fdatasync(fd)
@@ -90,7 +95,8 @@ def main(argv):
         return prefix(argv[1])
     if len(argv) >= 3 and argv[0] == "write":
         count = int(argv[argv.index("--count") + 1]) if "--count" in argv else None
-        write(argv[1], argv[2], count)
+        rate = float(argv[argv.index("--rate") + 1]) if "--rate" in argv else None
+        write(argv[1], argv[2], count, rate)
         return 0
     if len(argv) == 3 and argv[0] == "check":
         return check(argv[1], argv[2])
