@@ -267,6 +267,21 @@ def test_shutdown_report_without_a_console(state):
     assert shutdown_report(vm) == ([], [])
 
 
+def test_a_vm_that_stops_while_booting_shows_its_console_in_the_error(state):
+    # CI keeps only the run's output: the error must carry why the boot failed.
+    from cdlab.ssh import wait_for_ssh
+    vm = fake_vm(cdlab.Lab("t"), "device", False, 0)
+    with open(vm.file("console.log"), "wb") as f:
+        f.write(b"".join(b"line %d\r\n" % n for n in range(40))
+                + b"\x1b[0;31mdracut: FATAL: no boot record\x1b[0m\r\n")
+    with pytest.raises(cdlab.LabError) as exc:
+        wait_for_ssh([vm], 5)
+    message = str(exc.value)
+    assert "device stopped while booting" in message
+    assert message.endswith("  dracut: FATAL: no boot record")
+    assert "line 16\n" in message and "line 15\n" not in message  # the last 25 lines only
+
+
 def test_a_variant_has_its_own_key_and_leaves_the_lab_image_alone(recipe):
     base = cdlab.recipe_hash(recipe)
     os.makedirs(os.path.join(recipe, "variants"))

@@ -41,3 +41,11 @@ def test_records_written_but_not_acknowledged_do_not_count(tmp_path, capsys):
     with open(tmp_path / "acks", "w") as f:
         f.write("0\n1\n")  # the power went before the third ack
     assert run_check(tmp_path, capsys) == (0, {"acked": 2, "intact": 2, "first_bad": None, "extra": 1})
+
+
+def test_rate_limits_records_a_second(tmp_path, capsys):
+    import time
+    started = time.monotonic()
+    fsync_log.write(str(tmp_path / "log"), str(tmp_path / "acks"), count=6, rate=20)
+    assert time.monotonic() - started >= 0.29  # six records, one each 50 ms
+    assert run_check(tmp_path, capsys)[1]["intact"] == 6
