@@ -1,11 +1,16 @@
 """SSH into the guests: the options, the command, waiting for it to answer."""
 
 import os
+import re
 import subprocess
 import time
 
 from .common import LabError
-from .console import console_tail
+from .console import console_tail, console_text
+
+# What a boot that will never reach SSH prints: dracut's halt after a fatal
+# error, or systemd's emergency shell.
+BOOT_HALTED = re.compile(r"dracut: Refusing to continue|Entering emergency mode|You are in emergency mode")
 
 SSH_OPTS = [
     "-o", "StrictHostKeyChecking=no",
@@ -40,6 +45,11 @@ def wait_for_ssh(vms, timeout):
             if not vm.running:
                 raise LabError("%s stopped while booting; see %s; its console's last lines:\n  %s"
                                % (name, vm.file("console.log"), "\n  ".join(console_tail(vm))))
+            halted = BOOT_HALTED.search(console_text(vm))
+            if halted:
+                # No SSH will come: say why now instead of after the timeout.
+                raise LabError("%s stopped booting (%r on its console); its console's last lines:\n  %s"
+                               % (name, halted.group(0), "\n  ".join(console_tail(vm))))
             if vm.ssh_ok():
                 took[name] = time.monotonic() - getattr(vm, "started_at", started)
                 del pending[name]

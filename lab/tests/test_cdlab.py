@@ -282,6 +282,17 @@ def test_a_vm_that_stops_while_booting_shows_its_console_in_the_error(state):
     assert "line 16\n" in message and "line 15\n" not in message  # the last 25 lines only
 
 
+def test_a_boot_that_halted_fails_at_once_with_its_console(state):
+    from cdlab.ssh import wait_for_ssh
+    vm = fake_vm(cdlab.Lab("t"), "device", True, 0)
+    with open(vm.file("console.log"), "wb") as f:
+        f.write(b"clusterducks-vdisk: FATAL (login): refused\r\ndracut: Refusing to continue\r\n")
+    with pytest.raises(cdlab.LabError) as exc:
+        wait_for_ssh([vm], 600)
+    assert "device stopped booting ('dracut: Refusing to continue'" in str(exc.value)
+    assert "FATAL (login): refused" in str(exc.value)
+
+
 def test_a_variant_has_its_own_key_and_leaves_the_lab_image_alone(recipe):
     base = cdlab.recipe_hash(recipe)
     os.makedirs(os.path.join(recipe, "variants"))
