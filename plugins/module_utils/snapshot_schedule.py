@@ -210,8 +210,25 @@ def run_round(config, snapshots, now=None):
         'snapshot_seconds': round(snapshotted - started, 3), 'prune_seconds': round(time.time() - snapshotted, 3),
         'result': 'failed' if errors else 'ok', 'errors': errors,
         'vdisks': len(enabled), 'created': len(created), 'pruned': len(expired) - len(failures),
-        'guard_pruned': before['pruned'], 'pool_usage': after,
+        'guard_pruned': before['pruned'], 'guard': before, 'pool_usage': after,
     }
+
+
+def guard_lines(result, config):
+    """What a guard did, as log lines: one format for the guard's own timer and
+    a round's guard (whichever saw the pool over its line first acted)."""
+    lines = []
+    if result['pruned']:
+        lines.append('guard: pool at %.1f%% data, %.1f%% metadata, over its reserve line (%d%%): deleted %d oldest '
+                     'scheduled snapshots, now %.1f%% / %.1f%%: %s' % (
+                         result['before']['data_percent'], result['before']['metadata_percent'],
+                         100 - config['reserve_percent'], len(result['pruned']), result['usage']['data_percent'],
+                         result['usage']['metadata_percent'], ' '.join(result['pruned'])))
+    if result['over']:
+        lines.append('guard: pool %s still over its reserve (data %.1f%%, metadata %.1f%%) with no scheduled '
+                     'snapshot left' % (config['pool'], result['usage']['data_percent'],
+                                        result['usage']['metadata_percent']))
+    return lines
 
 
 def summarize(snapshots, now):

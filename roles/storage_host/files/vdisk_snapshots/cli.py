@@ -56,6 +56,8 @@ def cmd_round(args, config):
     except locking.LockTimeout as exc:
         log('round skipped: %s' % exc)
         return 0
+    for line in snapshot_schedule.guard_lines(report['guard'], config) if 'guard' in report else ():
+        log(line)
     usage = report['pool_usage']
     log('round %s: %d vDisks, %d snapshots taken, %d pruned, %d pruned by the guard, %.2f s (snapshots %.2f s), '
         'pool data %.1f%% metadata %.1f%%' % (
@@ -75,17 +77,9 @@ def cmd_guard(args, config):
             result = snapshot_schedule.guard(snapshots, config['reserve_percent'])
     except locking.LockTimeout:
         return 0  # the previous guard still runs
-    if result['pruned']:
-        log('guard: pool at %.1f%% data, %.1f%% metadata, over its reserve line (%d%%): deleted %d oldest scheduled '
-            'snapshots, now %.1f%% / %.1f%%: %s' % (
-                result['before']['data_percent'], result['before']['metadata_percent'], 100 - config['reserve_percent'],
-                len(result['pruned']), result['usage']['data_percent'], result['usage']['metadata_percent'],
-                ' '.join(result['pruned'])))
-    if result['over']:
-        log('guard: pool %s still over its reserve (data %.1f%%, metadata %.1f%%) with no scheduled snapshot left'
-            % (config['pool'], result['usage']['data_percent'], result['usage']['metadata_percent']))
-        return 1
-    return 0
+    for line in snapshot_schedule.guard_lines(result, config):
+        log(line)
+    return 1 if result['over'] else 0
 
 
 def cmd_check(args, config):

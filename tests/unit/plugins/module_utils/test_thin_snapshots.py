@@ -406,6 +406,22 @@ def test_guard_prunes_oldest_scheduled_first_and_stops_snapshots(env):
     assert report['result'] == 'failed' and report['created'] == 0
     assert 'no snapshot taken' in report['errors'][0]
     assert env.open().get('node01', 'manual-one') is not None
+    # The round's guard says what it did the way the guard's timer does.
+    lines = sched.guard_lines(report['guard'], config)
+    assert lines[-1].startswith('guard: pool %s still over its reserve (data ' % POOL)
+    assert lines[-1].endswith('with no scheduled snapshot left')
+
+
+def test_a_rounds_guard_logs_as_the_guard_timer_does(env):
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 100}, 'reserve_percent': 20})
+    _round(env, config, 3)
+    env.dm.used = 815
+    report = _round(env, config, 1)
+    assert len(report['guard_pruned']) == 8 and report['created'] == 3  # deleted in batches of 8
+    line, = sched.guard_lines(report['guard'], config)
+    assert line.startswith('guard: pool at 81.5% data, ')
+    assert 'over its reserve line (80%): deleted 8 oldest scheduled snapshots, now 73.5%' in line
+    assert sched.guard_lines({'pruned': [], 'over': False, 'usage': {}, 'before': {}}, config) == []
 
 
 def test_status_and_check(env):
