@@ -11,12 +11,12 @@ in alternating pairs, "off" then "on" (or the reverse, alternating):
 
   off  no snapshot of the volume exists (all deleted before the run);
   on   a round (clusterducks-vdisk-snapshots round, retention minutely: 1)
-       just before the window leaves a snapshot, as the previous minute's
-       round would; a second round inside the window, just after the UTC
-       minute turns, snapshots the volume and prunes the first snapshot, so
-       both the copy-on-write after a snapshot and the pruning fall inside
-       the window. The window is one interval (--runtime, 60 s by default):
-       what a device sees every minute.
+       with no I/O running leaves a snapshot, as the previous minute's round
+       would; the window opens just after the UTC minute turns, and a second
+       round 3 s into it snapshots the volume and prunes the first snapshot.
+       So the window holds what a device sees every minute: one round (a
+       snapshot and a prune) and the copy-on-write wave after it. The window
+       is one interval (--runtime, 60 s by default).
 
 Jobs (fio, libaio, O_DIRECT, new random incompressible data for every
 write): 4k random write qd16 with uniform and zipf 1.2 offsets, 4k write +
@@ -166,16 +166,17 @@ class Bench(object):
         vm = "initiator" if where == "remote" else "storage"
         if snapshots_on:
             # As every minute on a host with 1-minute rounds: the previous
-            # round's snapshot exists when the window opens (its copy-on-write
-            # is under way); the next round, inside the window, takes a new one
-            # and prunes that one. Retention is one minute and keeps the first
-            # snapshot of each minute, so the window's round must fall in the
-            # next UTC minute: it is started just after the minute turns.
-            if 60 - time.time() % 60 < 8:
-                time.sleep(60 - time.time() % 60 + 1)
+            # round's snapshot exists, and the window's round takes a new one
+            # (every chunk is shared again: the copy-on-write wave of one
+            # interval) and prunes that one. Retention is one minute and
+            # keeps the first snapshot of each UTC minute, so the previous
+            # snapshot is taken, with no I/O running, before the minute turns,
+            # and the window opens just after it, its round 3 s in. The window
+            # thus holds one wave, as a minute does in steady state (plus the
+            # previous snapshot's for those 3 s).
             ssh("storage", "%s round >/dev/null" % SNAPSHOTS)
-            delay = max(4.0, 60 - time.time() % 60 + 1)
-            trigger = subprocess.Popen(CDLAB + ["ssh", "storage", "sleep %.1f; %s round" % (delay, SNAPSHOTS)],
+            time.sleep(60 - time.time() % 60 + 0.5)
+            trigger = subprocess.Popen(CDLAB + ["ssh", "storage", "sleep 4; %s round" % SNAPSHOTS],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         else:
             self.delete_all_snapshots()
