@@ -261,7 +261,9 @@ def write_status(config, report, snapshots, now):
     failed = report['result'] != 'ok'
     status = {
         'format_version': 1, 'pool': config['pool'], 'interval_minutes': config['interval_minutes'],
-        'reserve_percent': config['reserve_percent'], 'last_round': report,
+        'reserve_percent': config['reserve_percent'],
+        # The guard's own result is for the round's log line; guard_pruned already names what it deleted.
+        'last_round': dict((k, v) for k, v in report.items() if k != 'guard'),
         'rounds_total': previous.get('rounds_total', 0) + 1,
         'rounds_failed_total': previous.get('rounds_failed_total', 0) + (1 if failed else 0),
         'last_success': previous.get('last_success') if failed else report['started'],
