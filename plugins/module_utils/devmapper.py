@@ -20,6 +20,7 @@ import os
 LIBRARY = 'libdevmapper.so.1.02.1'
 # enum in libdevmapper.h
 DM_DEVICE_CREATE = 0
+DM_DEVICE_RELOAD = 1
 DM_DEVICE_REMOVE = 2
 DM_DEVICE_SUSPEND = 4
 DM_DEVICE_RESUME = 5
@@ -137,6 +138,12 @@ class DeviceMapper(object):
             self.lib.dm_task_add_target(task, 0, sectors, target.encode(), params.encode())
         self._run(DM_DEVICE_CREATE, name, 'create', setup)
         self.lib.dm_lib_release()  # makes /dev/mapper/NAME now (udev is not waited for)
+
+    def reload(self, name, sectors, target, params):
+        """Load ``name``'s next table; the next resume makes it live (I/O held by a suspend then goes to it)."""
+        def setup(task):
+            self.lib.dm_task_add_target(task, 0, sectors, target.encode(), params.encode())
+        self._run(DM_DEVICE_RELOAD, name, 'reload', setup)
 
     def remove(self, name):
         self._run(DM_DEVICE_REMOVE, name, 'remove')

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""clusterducks-vdisk-snapshots: round | guard | check | list | clone | drop-clone | validate-config."""
+"""clusterducks-vdisk-snapshots: round | guard | check | list | clone | drop-clone | audit | validate-config."""
 
 from __future__ import annotations
 
@@ -113,6 +113,16 @@ def cmd_drop_clone(args, config):
     return 0
 
 
+def cmd_audit(args, config):
+    result = thin_snapshots.ThinSnapshots(config['pool'], run).audit()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, items in sorted(result.items()):
+            print('%s: %s' % (key, ' '.join(str(i) for i in items) if items else 'none'))
+    return 1 if any(result.values()) else 0
+
+
 def _terminate(signum, frame):
     # systemd stops a stalled round with SIGTERM: unwind, so that a vDisk
     # suspended for its snapshot is resumed on the way out.
@@ -143,6 +153,9 @@ def main(argv=None):
     p = sub.add_parser('drop-clone')
     p.add_argument('vdisk')
     p.add_argument('clone')
+    p = sub.add_parser('audit', help='the catalog against the pool (after a crash): exit 1 on anything unfinished, '
+                                     'missing, leaked or left suspended')
+    p.add_argument('--json', action='store_true')
     p = sub.add_parser('validate-config', help='check a configuration file; change nothing')
     p.add_argument('file')
     args = parser.parse_args(argv)
@@ -155,7 +168,7 @@ def main(argv=None):
         else:
             config = snapshot_schedule.load_config(args.config)
         return {'round': cmd_round, 'guard': cmd_guard, 'check': cmd_check, 'list': cmd_list,
-                'clone': cmd_clone, 'drop-clone': cmd_drop_clone}[args.command](args, config)
+                'clone': cmd_clone, 'drop-clone': cmd_drop_clone, 'audit': cmd_audit}[args.command](args, config)
     except snapshot_schedule.ConfigError as exc:
         print('clusterducks-vdisk-snapshots: configuration: %s' % exc, file=sys.stderr)
         return 3 if args.command == 'check' else 2

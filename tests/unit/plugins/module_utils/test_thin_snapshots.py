@@ -33,6 +33,9 @@ class FakeThinPool:
         # origin name -> thin id; every origin and snapshot id -> content tag
         self.devices = dict((thin_id, 'content of %s' % name) for name, thin_id in origins.items())
         self.active = set('vdisks-vdisk--%s' % n.replace('-', '--') for n in origins)
+        # each active thin device's live table (its thin id), and a loaded next one
+        self.mapping = dict(('vdisks-vdisk--%s' % n.replace('-', '--'), i) for n, i in origins.items())
+        self.inactive = {}
         self.suspended = set()
         self.log = []
         self.fail = {}  # (call, arg) -> errno
@@ -44,7 +47,7 @@ class FakeThinPool:
         if code:
             if isinstance(code, list):
                 code = code.pop(0) if code else None
-                if code is None:
+                if not code:  # 0: this call passes, a later one fails
                     return
             raise devmapper.DeviceMapperError(code, '%s %s: %s' % (call, arg, os.strerror(code)))
 
@@ -59,6 +62,20 @@ class FakeThinPool:
         self._maybe_fail('resume', name)
         self.log.append(('resume', name))
         self.suspended.discard(name)
+        if name in self.inactive:
+            self.mapping[name] = self.inactive.pop(name)
+
+    def reload(self, name, sectors, target, params):
+        self._maybe_fail('reload', name)
+        assert target == 'thin' and name in self.active
+        self.log.append(('reload', name, params))
+        self.inactive[name] = int(params.split()[1])
+
+    def _open_ids(self):
+        return set(self.mapping[n] for n in self.active if n in self.mapping)
+
+    def _running_ids(self):
+        return set(self.mapping[n] for n in self.active if n in self.mapping and n not in self.suspended)
 
     def message(self, name, text):
         assert name == TPOOL
@@ -71,12 +88,14 @@ class FakeThinPool:
                 raise devmapper.DeviceMapperError(errno.EEXIST, 'exists')
             if origin not in self.devices:
                 raise devmapper.DeviceMapperError(errno.ENODATA, 'no origin')
+            # thin-provisioning.rst: an active origin must be suspended (a model check, not the kernel's)
+            assert origin not in self._running_ids(), 'create_snap of a running origin %d' % origin
             self.devices[new] = self.devices[origin]
         elif words[0] == 'delete':
             thin_id = int(words[1])
             if thin_id not in self.devices:
                 raise devmapper.DeviceMapperError(errno.ENODATA, 'gone')
-            if thin_id in self.opened:
+            if thin_id in self.opened or thin_id in self._open_ids():
                 raise devmapper.DeviceMapperError(errno.EBUSY, 'busy')
             del self.devices[thin_id]
             self.used -= 10
@@ -93,14 +112,24 @@ class FakeThinPool:
                 2048)
 
     def table(self, name):
+        if name in self.mapping and name in self.active:
+            return ('thin', '253:2 %d' % self.mapping[name], 2048)
         return ('thin-pool', '253:0 253:1 128 0 1 skip_block_zeroing', 2048)
+
+    def content(self, name):
+        """What the active device ``name`` reads."""
+        return self.devices[self.mapping[name]]
 
 
 class Lvm:
-    def __init__(self, volumes):
+    def __init__(self, volumes, pool=None):
         self.volumes = volumes  # name -> (thin id, active)
+        self.pool = pool  # FakeThinPool: what thin_ls reads
 
     def __call__(self, argv):
+        if argv[0] == 'thin_ls':
+            assert '--metadata-snap' in argv and self.pool.log[-1] == ('message', 'reserve_metadata_snap')
+            return 0, ''.join('%d %d %d\n' % (i, 65536, 0) for i in sorted(self.pool.devices)), ''
         assert argv[0] == 'lvs', argv
         lv = [{'lv_name': 'vdisk-' + n, 'lv_size': str(1 << 30), 'thin_id': str(i), 'pool_lv': 'pool',
                'lv_attr': 'Vwi-a-tz--' if a else 'Vwi---tz--'} for n, (i, a) in self.volumes.items()]
@@ -129,7 +158,7 @@ def env(tmp_path, monkeypatch):
     for name in names:
         write_meta(name, 'wwn-' + name)
     dm = FakeThinPool(names)
-    lvm = Lvm(dict((n, (i, True)) for n, i in names.items()))
+    lvm = Lvm(dict((n, (i, True)) for n, i in names.items()), dm)
     clock = Clock()
 
     class Env:
@@ -250,12 +279,10 @@ def test_a_new_vdisk_of_the_same_name_does_not_inherit_snapshots(env):
         snaps.rollback('node01', 'old', 'pre')
 
 
-def test_rollback_keeps_the_current_content_and_reuses_the_origin_id(env):
+def test_rollback_of_an_inactive_vdisk_keeps_the_current_content_and_reuses_the_origin_id(env):
     snaps = env.open()
     snaps.create(['node01'], 'good')
     env.dm.devices[1] = 'later content'
-    with pytest.raises(ts.SnapshotError, match='active'):
-        snaps.rollback('node01', 'good', 'pre')
     env.dm.active.discard('vdisks-vdisk--node01')
     snaps.rollback('node01', 'good', 'pre')
     assert env.dm.devices[1] == 'content of node01'  # LVM's thin id now holds the snapshot's content
@@ -281,6 +308,129 @@ def test_a_rollback_that_died_between_delete_and_create_is_finished(env):
     snaps.rollback('node01', 'good', 'pre')
     assert env.dm.devices[1] == 'content of node01'
     assert env.dm.devices[snaps.get('node01', 'pre').thin_id] == 'later content'
+
+
+D1 = 'vdisks-vdisk--node01'
+
+
+def test_rollback_of_an_active_vdisk_remaps_it_in_two_suspends_and_reuses_the_origin_id(env):
+    snaps = env.open()
+    snaps.create(['node01'], 'good')
+    good = snaps.get('node01', 'good').thin_id
+    env.dm.devices[1] = 'later content'
+    env.dm.log.clear()
+    snaps.rollback('node01', 'good', 'pre')
+    assert env.dm.mapping[D1] == 1 and env.dm.content(D1) == 'content of node01'  # LVM's id, the snapshot's content
+    assert env.dm.devices[snaps.get('node01', 'pre').thin_id] == 'later content'
+    assert D1 in env.dm.active and not env.dm.suspended  # never deactivated (LIO keeps it open)
+    pre = snaps.get('node01', 'pre').thin_id
+    temp_id = pre + 1
+    assert env.dm.log == [
+        ('suspend', D1), ('message', 'create_snap %d 1' % pre), ('resume', D1),  # the content before, kept
+        ('message', 'create_snap %d %d' % (temp_id, good)),  # a copy of the snapshot
+        ('suspend', D1), ('reload', D1, '253:2 %d' % temp_id), ('resume', D1),  # the device serves it
+        ('suspend', D1), ('message', 'delete 1'), ('message', 'create_snap 1 %d' % temp_id),  # the origin's id again
+        ('reload', D1, '253:2 1'), ('resume', D1),
+        ('message', 'delete %d' % temp_id),  # the copy goes
+    ]
+    assert temp_id not in env.dm.devices and snaps.pending_rollbacks() == {}
+    assert snaps.audit() == {'unfinished': [], 'missing': [], 'leaked': [], 'suspended': []}
+
+
+@pytest.mark.parametrize('dies_at', ['reload', 'create_snap 1', 'delete 1', 'second reload'])
+def test_a_live_rollback_that_died_anywhere_is_finished_by_the_next(env, dies_at):
+    snaps = env.open()
+    snaps.create(['node01'], 'good')
+    env.dm.devices[1] = 'later content'
+    if dies_at == 'reload':
+        env.dm.fail[('reload', D1)] = [errno.EIO]
+    elif dies_at == 'second reload':
+        env.dm.fail[('reload', D1)] = [0, errno.EIO]
+    else:
+        real = env.dm.message
+
+        def message(name, text):
+            if text.startswith(dies_at + ' ') or text == dies_at:
+                env.dm.message = real
+                raise devmapper.DeviceMapperError(errno.EIO, 'I/O error')
+            return real(name, text)
+        env.dm.message = message
+    with pytest.raises(devmapper.DeviceMapperError):
+        snaps.rollback('node01', 'good', 'pre')
+    assert not env.dm.suspended  # never left suspended, whatever failed
+    snaps = env.open()
+    assert 'node01' in snaps.pending_rollbacks()
+    assert any('rollback of node01' in u for u in snaps.audit()['unfinished'])
+    snaps.rollback('node01', 'good', 'pre')
+    assert env.dm.mapping[D1] == 1 and env.dm.content(D1) == 'content of node01'
+    assert env.dm.devices[snaps.get('node01', 'pre').thin_id] == 'later content'
+    assert snaps.audit() == {'unfinished': [], 'missing': [], 'leaked': [], 'suspended': []}
+    assert sorted(i for i in env.dm.devices if i >= ts.FIRST_ID) == sorted(
+        s.thin_id for s in snaps.list('node01'))  # no copy left behind
+
+
+class PowerCut(BaseException):
+    """The process dies here: nothing after it runs, no except clause sees it."""
+
+
+def test_audit_after_a_round_died_half_way_then_the_next_run_finishes_it(env):
+    snaps = env.open()
+    snaps.create(['node01', 'node02', 'node03'], 'old')
+    olds = dict((v, snaps.get(v, 'old').thin_id) for v in ('node01', 'node02', 'node03'))
+    assert env.open().audit() == {'unfinished': [], 'missing': [], 'leaked': [], 'suspended': []}
+
+    real_message = env.dm.message
+
+    def dies_on_the_second_snapshot(name, text):
+        if text.startswith('create_snap') and sum(1 for e in env.dm.log if e[1].startswith('create_snap')) == 4:
+            raise PowerCut()  # node02 is suspended here, its snapshot not made
+        return real_message(name, text)
+
+    env.dm.message = dies_on_the_second_snapshot
+    with pytest.raises(PowerCut):
+        env.open().create(['node01', 'node02', 'node03'], 'cut')
+    env.dm.message = real_message
+    env.dm.suspended.add('vdisks-vdisk--node02')  # a SIGKILL runs no finally: the resume never came
+    report = env.open().audit()
+    assert [u.split(' ')[0] for u in report['unfinished']] == ['node01@cut', 'node02@cut', 'node03@cut']
+    assert report['missing'] == [] and report['leaked'] == []
+    assert report['suspended'] == ['vdisks-vdisk--node02']
+
+    snaps = env.open()
+    snaps.finish_interrupted()
+    assert snaps.audit() == {'unfinished': [], 'missing': [], 'leaked': [], 'suspended': []}
+    # The half-made snapshot (node01's was in the pool) is gone with the rest; the old ones stay.
+    assert sorted(i for i in env.dm.devices if i >= ts.FIRST_ID) == sorted(olds.values())
+
+
+def test_the_catalog_syncs_its_directory_on_commit(env):
+    # A rollback-journal commit is the journal's unlink: only EXTRA (3) makes it survive a power-cut.
+    assert env.open().db.execute('PRAGMA synchronous').fetchone()[0] == 3
+
+
+def test_a_snapshot_steps_over_an_id_the_catalog_lost(env):
+    snaps = env.open()
+    snaps.create(['node01'], 'first')
+    lost = snaps.get('node01', 'first').thin_id + 1
+    env.dm.devices[lost] = 'made by a round whose catalog rows a power-cut undid'
+    env.dm.devices[lost + 1] = 'another'
+    created, failures = env.open().create(['node01', 'node02'], 'next')
+    assert failures == {} and sorted(created) == ['node01', 'node02']
+    ids = [created[v].thin_id for v in ('node01', 'node02')]
+    assert lost not in ids and lost + 1 not in ids and len(set(ids)) == 2
+    assert env.dm.devices[lost] == 'made by a round whose catalog rows a power-cut undid'  # not deleted
+    assert env.open().audit()['leaked'] == [lost, lost + 1]
+
+
+def test_audit_names_missing_and_leaked_snapshots(env):
+    snaps = env.open()
+    snaps.create(['node01'], 'kept')
+    lost = snaps.get('node01', 'kept').thin_id
+    del env.dm.devices[lost]
+    env.dm.devices[ts.FIRST_ID + 999] = 'nobody knows'
+    report = env.open().audit()
+    assert report['missing'] == ['node01@kept (ready, id %d)' % lost]
+    assert report['leaked'] == [ts.FIRST_ID + 999]
 
 
 def test_clone_and_drop(env):
