@@ -63,7 +63,8 @@ why_failed() {
         /^\.\.\.ignoring/ { pending = ""; err = ""; next }
         # The failed task'"'"'s stderr (cdlab puts a VM'"'"'s console there): its last lines.
         instderr && /^        / { errn++; errl[errn] = $0; next }
-        instderr { instderr = 0; err = ""; for (i = (errn > 20 ? errn - 19 : 1); i <= errn; i++) err = err "\n" errl[i] }
+        # Its first line (what failed) and its last ones (where cdlab puts the evidence).
+        instderr { instderr = 0; err = (errn > 20 ? "\n" errl[1] "\n        [...]" : ""); for (i = (errn > 20 ? errn - 18 : 1); i <= errn; i++) err = err "\n" errl[i] }
         pending != "" && /^    stderr: / { instderr = 1; errn = 0; next }
         /^(FAILED |ERROR: |E  )/ { out[n++] = stage ": " substr($0, 1, 300) }
         END { flush(); for (i = (n > 4 ? n - 4 : 0); i < n; i++) print out[i]; if (err != "") print stage ", the failed task'"'"'s stderr (last lines):" err }' "$log"

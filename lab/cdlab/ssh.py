@@ -28,16 +28,29 @@ def ssh_command(conf, args=()):
             "root@127.0.0.1", *args]
 
 
+def ssh_probe(conf):
+    """Try one SSH login; returns None if it worked, else why not (ssh's own
+    words: refused, banner timeout, key refused, or hung)."""
+    try:
+        result = subprocess.run(ssh_command(conf, ["true"]), capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        # A login that hangs (sshd up, the guest's disk stalled) is "not yet", not a crash.
+        return "ssh hung for 30 s"
+    if result.returncode == 0:
+        return None
+    return "ssh exit %d: %s" % (result.returncode, result.stderr.strip()[-300:] or "(no message)")
+
+
 def ssh_ok(conf):
-    result = subprocess.run(ssh_command(conf, ["true"]), capture_output=True,
-                            stdin=subprocess.DEVNULL, timeout=30, check=False)
-    return result.returncode == 0
+    return ssh_probe(conf) is None
 
 
 def wait_for_ssh(vms, timeout):
     """Wait until every VM answers SSH; returns {name: seconds since start}."""
     pending = {vm.name: vm for vm in vms}
     took = {}
+    why = {}  # the last failed login of each VM: what its timeout error ends with
     started = time.monotonic()
     deadline = started + timeout
     while pending:
@@ -50,15 +63,18 @@ def wait_for_ssh(vms, timeout):
                 # No SSH will come: say why now instead of after the timeout.
                 raise LabError("%s stopped booting (%r on its console); its console's last lines:\n  %s"
                                % (name, halted.group(0), "\n  ".join(console_tail(vm))))
-            if vm.ssh_ok():
+            why[name] = vm.ssh_probe()
+            if why[name] is None:
                 took[name] = time.monotonic() - getattr(vm, "started_at", started)
                 del pending[name]
         if not pending:
             break
         if time.monotonic() > deadline:
+            # The console first, then ssh's last answer: a CI log keeps the end.
             raise LabError("no SSH from %s after %d s; see their console.log. %s"
                            % (", ".join(sorted(pending)), timeout,
-                              "".join("\n%s's console, last lines:\n  %s" % (name, "\n  ".join(console_tail(vm)))
+                              "".join("\n%s's console, last lines:\n  %s\n%s: last SSH attempt: %s"
+                                      % (name, "\n  ".join(console_tail(vm)), name, why.get(name))
                                       for name, vm in sorted(pending.items()))))
         time.sleep(1)
     return took

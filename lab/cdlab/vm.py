@@ -16,7 +16,7 @@ from .image import image_ready
 from .net import FIRST_HOST, STORAGE_NET, free_port, port_is_free
 from .qemu import qemu_command
 from .refs import record_state_root
-from .ssh import ssh_command, ssh_ok
+from .ssh import ssh_command, ssh_ok, ssh_probe
 
 
 # A clean power-off takes seconds under KVM and 10-20 s under TCG, but a
@@ -215,6 +215,9 @@ class VM:
 
     def ssh_ok(self):
         return ssh_ok(self.conf)
+
+    def ssh_probe(self):
+        return ssh_probe(self.conf)
 
     def ssh_run(self, argv, timeout=30):
         """Run a command over SSH; its stripped output, or None if it could not run."""

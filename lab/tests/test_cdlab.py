@@ -293,6 +293,30 @@ def test_a_boot_that_halted_fails_at_once_with_its_console(state):
     assert "FATAL (login): refused" in str(exc.value)
 
 
+def test_no_ssh_ends_with_the_console_and_why_the_last_login_failed(state, monkeypatch):
+    # The boot looked fine on the console but SSH never answered: the error
+    # must say what ssh said, last, where a short CI log still shows it.
+    from cdlab import ssh
+    vm = fake_vm(cdlab.Lab("t"), "device", True, 0)
+    with open(vm.file("console.log"), "wb") as f:
+        f.write(b"Debian GNU/Linux 12 node02 ttyS0\r\nnode02 login: \r\n")
+    monkeypatch.setattr(type(vm), "ssh_probe", lambda self: "ssh exit 255: Connection refused")
+    with pytest.raises(cdlab.LabError) as exc:
+        ssh.wait_for_ssh([vm], 0)
+    message = str(exc.value)
+    assert "no SSH from device after 0 s" in message
+    assert message.endswith("node02 login:\ndevice: last SSH attempt: ssh exit 255: Connection refused")
+
+
+def test_a_hung_ssh_login_is_a_failed_attempt_not_a_crash(monkeypatch):
+    from cdlab import ssh
+
+    def hang(*args, **kwargs):
+        raise subprocess.TimeoutExpired(args[0], 30)
+    monkeypatch.setattr(ssh.subprocess, "run", hang)
+    assert ssh.ssh_probe(conf(name="d", index=0, ssh_port=40000, storage_ip="10.77.0.11")) == "ssh hung for 30 s"
+
+
 def test_a_variant_has_its_own_key_and_leaves_the_lab_image_alone(recipe):
     base = cdlab.recipe_hash(recipe)
     os.makedirs(os.path.join(recipe, "variants"))
