@@ -28,7 +28,10 @@ description:
     never formatted again.
   - Growing keeps the WWN and every LUN and initiator mapping. In an LVM thin pool it is C(lvextend) and nothing
     else (LIO reads a block backstore's size from its device), so I/O in flight never fails. A fileio backstore
-    cannot be resized, so it is recreated with the same WWN and relinked. Growing a partitioned vDisk moves the GPT
+    cannot be resized, so it is recreated with the same WWN and relinked; while an initiator is logged in that is
+    refused unless O(force=true) (for that moment LIO shows the initiator a 32 KiB read-only placeholder disk, which
+    it keeps until it rescans, so its writes fail). The same holds for re-creating a fileio backstore found with
+    unsafe settings. Growing a partitioned vDisk moves the GPT
     backup header to the new end. Shrinking is refused. Deleting a vDisk that a target exports needs O(force=true).
   - O(migrate_from) moves a vDisk from another pool (a btrfs pool of a host set up before LVM thin) into O(pool) - its
     data, WWN, LUNs and initiator mappings. See C(docs/storage-host.md).
@@ -122,6 +125,8 @@ options:
   force:
     description:
       - Allow deleting a vDisk that a target exports. Its LUNs and initiator mappings are removed first.
+      - Allow re-creating a fileio backstore (to grow it, or to turn off unsafe settings) while an initiator is logged
+        in. That initiator must rescan or log in again afterwards.
       - Not needed to delete the old copy of a moved vDisk (O(migrate_from)). The backstore of that name exports the
         new copy and is left alone.
       - With O(vdisks), the default for items that do not set their own.

@@ -39,6 +39,11 @@ class SO:
         return self.attributes[name]
 
 
+@pytest.fixture(autouse=True)
+def sessions_of_the_fake(monkeypatch):
+    monkeypatch.setattr(lio_backstore, 'active_sessions', lambda so: so.sessions)
+
+
 def record(size=G, filesystem='xfs', partitions=()):
     return VdiskRecord('node01', '/srv/vdisks/node01/disk.img', size, 'wwn-1', filesystem, list(partitions))
 
@@ -88,6 +93,20 @@ def test_plan_grow_reexports_and_shrink_is_refused():
     assert vdisk_resource._plan_present(item(size='2G'), r, SO(r)) == ['grown', 'reexported']
     with pytest.raises(ValidationError, match='shrinking it to 512M is refused'):
         vdisk_resource._plan_present(item(size='512M'), r, SO(r))
+
+
+@pytest.mark.parametrize('size,over,why', [
+    ('2G', {}, 'a fileio backstore does not grow in place'),
+    (None, {'write_back': True}, 'write-back cache on'),
+])
+def test_a_recreate_under_a_logged_in_initiator_is_refused_unless_forced(size, over, why):
+    # The initiator would see LIO's 32 KiB write-protected LUN 0 until it rescans.
+    r = record()
+    so = SO(r, plugin='fileio', sessions=['iqn.2026-11.io.x:node01'], **over)
+    with pytest.raises(ValidationError, match='in use by iqn.2026-11.io.x:node01: LIO must re-create its '
+                                              'backstore \\(%s' % why):
+        vdisk_resource._plan_present(item(size=size), r, so)
+    assert vdisk_resource._plan_present(item(size=size, force=True), r, so)[-1] == 'reexported'
 
 
 def test_plan_converges_a_drifted_backstore():
