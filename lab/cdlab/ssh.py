@@ -46,6 +46,20 @@ def ssh_ok(conf):
     return ssh_probe(conf) is None
 
 
+def storage_view(lab, pending, lines=12):
+    """The last kernel lines of the lab's storage VM (its LIO logs each device's
+    logins and dropped connections), when a device does not answer; '' if none."""
+    if "storage" in pending:
+        return ""
+    storage = lab.vm("storage")
+    if not os.path.exists(storage.file("vm.json")) or not storage.running:
+        return ""
+    dmesg = storage.ssh_run(["dmesg", "-T", "|", "tail", "-n", str(lines)], timeout=20)
+    if not dmesg:
+        return "\nstorage's kernel log: (no answer)"
+    return "\nstorage's kernel log, last lines:\n  " + "\n  ".join(dmesg.splitlines())
+
+
 def wait_for_ssh(vms, timeout):
     """Wait until every VM answers SSH; returns {name: seconds since start}."""
     pending = {vm.name: vm for vm in vms}
@@ -70,11 +84,14 @@ def wait_for_ssh(vms, timeout):
         if not pending:
             break
         if time.monotonic() > deadline:
-            # The console first, then ssh's last answer: a CI log keeps the end.
-            raise LabError("no SSH from %s after %d s; see their console.log. %s"
+            # The console first, then what the lab's storage host saw of the
+            # devices (iSCSI logins and drops), then ssh's last answer: a CI log keeps the end.
+            raise LabError("no SSH from %s after %d s; see their console.log. %s%s%s"
                            % (", ".join(sorted(pending)), timeout,
-                              "".join("\n%s's console, last lines:\n  %s\n%s: last SSH attempt: %s"
-                                      % (name, "\n  ".join(console_tail(vm)), name, why.get(name))
-                                      for name, vm in sorted(pending.items()))))
+                              "".join("\n%s's console, last lines:\n  %s" % (name, "\n  ".join(console_tail(vm)))
+                                      for name, vm in sorted(pending.items())),
+                              storage_view(vms[0].lab, pending),
+                              "".join("\n%s: last SSH attempt: %s" % (name, why.get(name))
+                                      for name in sorted(pending))))
         time.sleep(1)
     return took

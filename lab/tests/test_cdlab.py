@@ -308,6 +308,22 @@ def test_no_ssh_ends_with_the_console_and_why_the_last_login_failed(state, monke
     assert message.endswith("node02 login:\ndevice: last SSH attempt: ssh exit 255: Connection refused")
 
 
+def test_no_ssh_from_a_device_shows_what_the_storage_host_saw(state, monkeypatch):
+    from cdlab import ssh
+    lab = cdlab.Lab("t")
+    vm = fake_vm(lab, "device", True, 0)
+    fake_vm(lab, "storage", True, 1)
+    monkeypatch.setattr(type(vm), "ssh_probe", lambda self: "ssh hung for 30 s")
+    asked = []
+    monkeypatch.setattr(type(vm), "ssh_run", lambda self, argv, timeout=30: asked.append(self.name) or
+                        "[x] iSCSI Login timeout on Network Portal 10.77.0.1:3260")
+    with pytest.raises(cdlab.LabError) as exc:
+        ssh.wait_for_ssh([vm], 0)
+    assert asked == ["storage"]
+    assert str(exc.value).endswith("storage's kernel log, last lines:\n  [x] iSCSI Login timeout on Network "
+                                   "Portal 10.77.0.1:3260\ndevice: last SSH attempt: ssh hung for 30 s")
+
+
 def test_a_hung_ssh_login_is_a_failed_attempt_not_a_crash(monkeypatch):
     from cdlab import ssh
 
