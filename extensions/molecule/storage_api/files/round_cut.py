@@ -54,7 +54,7 @@ def main(phase):
     dm = devmapper.DeviceMapper()
     db = sqlite3.connect('file:%s?mode=ro' % CATALOG, uri=True, timeout=5)
     # A round thawed by a missed attempt may still run; starting the unit then would only watch it end.
-    for _ in range(600):
+    for _attempt in range(600):
         if subprocess.run(['systemctl', 'is-active', '--quiet', UNIT], check=False).returncode != 0:
             break
         time.sleep(0.1)
