@@ -118,16 +118,17 @@ def _plan_present(spec, record, so):
             raise ValidationError('vDisk %s is %s: shrinking it to %s is refused (it would destroy data)'
                                   % (name, format_size(record.size_bytes), format_size(size)))
         actions.append('grown')
+    drift = lio_backstore.drift(so, record) if so is not None else []
     if so is None:
         actions.append('exported')
-    elif lio_backstore.drift(so, record) or ('grown' in actions and not lio_backstore.resizes_itself(record)):
+    elif drift or ('grown' in actions and not lio_backstore.resizes_itself(record)):
         # LIO must delete and remake the backstore (a fileio size, unsafe
         # settings). A logged-in initiator sees its LUN vanish meanwhile: LIO
         # answers with its 32 KiB write-protected placeholder LUN 0, which the
         # initiator keeps until it rescans, and its writes fail.
         logged_in = lio_backstore.active_sessions(so)
         if logged_in and not spec['force']:
-            why = ', '.join(lio_backstore.drift(so, record)) or 'a %s backstore does not grow in place' % so.plugin
+            why = ', '.join(drift) or 'a %s backstore does not grow in place' % so.plugin
             raise ValidationError('vDisk %s is in use by %s: LIO must re-create its backstore (%s), which that '
                                   'initiator would see as its disk turning into a 32 KiB read-only one until it '
                                   'rescans; log it out first, or set force=true' % (name, ', '.join(logged_in), why))
