@@ -156,8 +156,12 @@ class App:
         self._writer = None
         self._writer_lock = threading.Lock()
         self._admin = (None, ())
+        # Both caches hold only what the database (and, for boot records, the
+        # files they are built from) said; both are dropped when any
+        # connection commits (PRAGMA data_version, read once per request).
         self._boot_cache = {}
-        self._boot_cache_version = None
+        self._token_rows = {}  # token id -> (secret_sha256, device): rows, never presented tokens
+        self._data_version = None
         self.started = time.time()
         self._admin_hashes()  # log a bad admin token file at start, not only at the first request
 
@@ -199,6 +203,11 @@ class App:
         token = token.strip()
         if scheme.lower() != 'bearer' or not token or len(token) > 512:
             raise HttpError(401, 'unauthenticated', 'malformed Authorization header; use Bearer <token>', challenge)
+        # A device token (the boot path, thousands in a storm) is checked
+        # first: one cached row and one hash, no look at the admin file.
+        device = self._device_for_token(token)
+        if device is not None:
+            return 'device', device
         digest = hashlib.sha256(token.encode('utf-8', 'replace')).digest()
         is_admin = False
         for candidate in self._admin_hashes():
@@ -206,10 +215,35 @@ class App:
             is_admin |= hmac.compare_digest(candidate, digest)
         if is_admin:
             return 'admin', None
-        device = self.reader.device_for_token(token)
-        if device is None:
-            raise HttpError(401, 'unauthenticated', 'invalid or revoked token', challenge)
-        return 'device', device
+        raise HttpError(401, 'unauthenticated', 'invalid or revoked token', challenge)
+
+    def _device_for_token(self, token):
+        """The device a presented device token belongs to, or None.
+
+        The row is cached until the next commit (a revoked token fails at
+        once); the secret is hashed and compared in constant time every time.
+        Only rows that exist are cached, so random ids cannot grow the cache.
+        """
+        parts = store_mod.split_token(token)
+        if parts is None:
+            return None
+        row = self._token_rows.get(parts[0])
+        if row is None:
+            row = self.reader.token_row(parts[0])
+            if row is None:
+                return None
+            self._token_rows[parts[0]] = row
+        if not hmac.compare_digest(row[0], store_mod.hash_secret(parts[1])):
+            return None
+        return row[1]
+
+    def _refresh(self):
+        """Drop the caches if any connection committed since the last request."""
+        version = self.reader.data_version()
+        if version != self._data_version:
+            self._boot_cache.clear()
+            self._token_rows.clear()
+            self._data_version = version
 
     @staticmethod
     def require_admin(principal):
@@ -236,7 +270,7 @@ class App:
         route = 'other'
         try:
             path, _sep, query = request.target.partition('?')
-            params = dict((k, v[-1]) for k, v in parse_qs(query, keep_blank_values=True).items())
+            params = dict((k, v[-1]) for k, v in parse_qs(query, keep_blank_values=True).items()) if query else {}
             raw = path.split('/')
             parts = [unquote(p) for p in raw[1:]]
             method = request.method
@@ -268,6 +302,7 @@ class App:
                 raise HttpError(404, 'not_found', 'no such endpoint: %s' % path[:200])
             route, methods, func = handler
             self._allow(method, methods)
+            self._refresh()
             principal = self.authenticate(request)
             args = (request, principal, params) if item is None else (request, principal, params, item)
             response = func(*args)
@@ -311,6 +346,7 @@ class App:
                         self.metrics.db_write(store.writes - before)
             response.route = deferred.route
             self._boot_cache.clear()
+            self._token_rows.clear()
             return response
         except HttpError as exc:
             return error_response(exc.status, exc.code, exc.message, exc.headers, deferred.route)
@@ -522,11 +558,8 @@ class App:
     def boot_bodies(self, device):
         """Both encodings of a device's boot record (each a body, or the
         HttpError of a form that cannot carry it), cached until the
-        database, the LIO save file or the vDisk metadata changes."""
-        version = self.reader.data_version()
-        if version != self._boot_cache_version:
-            self._boot_cache.clear()
-            self._boot_cache_version = version
+        database (see _refresh, run first on every request), the LIO save
+        file or the vDisk metadata changes."""
         lio_stamp, index = self.lio_index()
         cached = self._boot_cache.get(device)
         if cached is not None and cached[0] == lio_stamp and cached[1] == inventory._stamp(cached[2]):  # pylint: disable=protected-access

@@ -69,6 +69,7 @@ class HttpProtocol(asyncio.Protocol):
         self.pending = None  # (method, target, headers, version, keep_alive, length, started)
         self.busy = False
         self.timer = None
+        self.deadline = 0.0  # when the current wait (head, body, keep-alive) ends
         self.closed = False
         self.discard = 0  # body bytes still to swallow after an early 413
 
@@ -90,17 +91,29 @@ class HttpProtocol(asyncio.Protocol):
         self.timer = self.server.loop.call_later(LINGER_TIMEOUT, self.transport.close)
 
     def _arm(self, seconds):
-        if self.timer is not None:
+        # A timer is re-scheduled only when the new deadline is earlier than
+        # the pending one; a later deadline is picked up when the timer fires.
+        # Re-arming per request (cancel + new timer) cost a heap insert per
+        # request on the boot path.
+        loop = self.server.loop
+        self.deadline = loop.time() + seconds
+        if self.timer is not None and self.timer.when() > self.deadline:
             self.timer.cancel()
-        self.timer = self.server.loop.call_later(seconds, self._timeout)
+            self.timer = None
+        if self.timer is None:
+            self.timer = loop.call_at(self.deadline, self._timeout)
 
     def _timeout(self):
         self.timer = None
-        if not self.busy and not self.closed:
-            if self.buffer or self.pending:
-                self._send_error(408, 'timeout', 'request not received in time', close=True)
-            else:
-                self.transport.close()
+        if self.busy or self.closed:
+            return  # a request in progress; its answer arms the next wait
+        if self.server.loop.time() < self.deadline:
+            self.timer = self.server.loop.call_at(self.deadline, self._timeout)
+            return
+        if self.buffer or self.pending:
+            self._send_error(408, 'timeout', 'request not received in time', close=True)
+        else:
+            self.transport.close()
 
     def data_received(self, data):
         if self.discard:
@@ -198,9 +211,8 @@ class HttpProtocol(asyncio.Protocol):
     def _dispatch(self, request):
         keep_alive, started = self.pending[4], self.pending[6]
         self.pending = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        # The timer stays: it does nothing while the request is in progress,
+        # and the answer arms the keep-alive wait.
         result = self.server.app.handle(request)
         if isinstance(result, app_mod.Deferred):
             self.busy = True

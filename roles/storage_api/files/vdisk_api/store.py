@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -236,17 +235,11 @@ class Store:
                                 (token_id,)).fetchone()
         return _token(row) if row else None
 
-    def device_for_token(self, token):
-        """The device a presented device token belongs to, or None."""
-        parts = split_token(token)
-        if parts is None:
-            return None
-        row = self.conn.execute('SELECT device, secret_sha256 FROM device_tokens WHERE id = ?',
-                                (parts[0],)).fetchone()
-        # The id only selects the row; the secret is compared in constant time.
-        if row is None or not hmac.compare_digest(bytes(row[1]), hash_secret(parts[1])):
-            return None
-        return row[0]
+    def token_row(self, token_id):
+        """(secret_sha256, device) of a device token id, or None."""
+        row = self.conn.execute('SELECT secret_sha256, device FROM device_tokens WHERE id = ?',
+                                (token_id,)).fetchone()
+        return (bytes(row[0]), row[1]) if row else None
 
     # -- writes (each one transaction, fsync'd before returning) -----------
 
