@@ -163,6 +163,16 @@ class App:
         self._token_rows = {}  # token id -> (secret_sha256, device): rows, never presented tokens
         self._data_version = None
         self.started = time.time()
+        # (collection, with an item) -> (route, methods, handler)
+        self._routes = {
+            ('assignments', False): ('assignments', ('GET',), self.list_assignments),
+            ('assignments', True): ('assignment', ('GET', 'PUT', 'DELETE'), self.assignment),
+            ('tokens', False): ('tokens', ('GET', 'POST'), self.tokens),
+            ('tokens', True): ('token', ('GET', 'DELETE'), self.token),
+            ('vdisks', False): ('vdisks', ('GET',), self.list_vdisks),
+            ('vdisks', True): ('vdisk', ('GET',), self.vdisk),
+            ('boot', True): ('boot', ('GET',), self.boot),
+        }
         self._admin_hashes()  # log a bad admin token file at start, not only at the first request
 
     # -- authentication ----------------------------------------------------
@@ -271,8 +281,9 @@ class App:
         try:
             path, _sep, query = request.target.partition('?')
             params = dict((k, v[-1]) for k, v in parse_qs(query, keep_blank_values=True).items()) if query else {}
-            raw = path.split('/')
-            parts = [unquote(p) for p in raw[1:]]
+            parts = path.split('/')[1:]
+            if '%' in path:
+                parts = [unquote(p) for p in parts]
             method = request.method
             if parts == ['healthz']:
                 route = 'healthz'
@@ -289,15 +300,7 @@ class App:
             if len(rest) > 1:
                 raise HttpError(404, 'not_found', 'no such endpoint: %s' % path[:200])
             item = rest[0] if rest else None
-            handler = {
-                ('assignments', False): ('assignments', ('GET',), self.list_assignments),
-                ('assignments', True): ('assignment', ('GET', 'PUT', 'DELETE'), self.assignment),
-                ('tokens', False): ('tokens', ('GET', 'POST'), self.tokens),
-                ('tokens', True): ('token', ('GET', 'DELETE'), self.token),
-                ('vdisks', False): ('vdisks', ('GET',), self.list_vdisks),
-                ('vdisks', True): ('vdisk', ('GET',), self.vdisk),
-                ('boot', True): ('boot', ('GET',), self.boot),
-            }.get((collection, item is not None))
+            handler = self._routes.get((collection, item is not None))
             if handler is None:
                 raise HttpError(404, 'not_found', 'no such endpoint: %s' % path[:200])
             route, methods, func = handler
