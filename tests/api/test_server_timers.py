@@ -101,15 +101,28 @@ def test_idle_keep_alive_closes_at_its_deadline_not_at_each_request(timeouts):
     assert KEEPALIVE - 0.05 <= idle <= KEEPALIVE + 0.5, idle
 
 
-def test_a_head_that_never_ends_gets_408_at_the_head_deadline(timeouts):
+def _waited_for_408(before, stall, pause=0.0):
+    """Answer the requests in ``before``, wait ``pause``, send ``stall``: how long until its 408."""
     async def script(reader, writer, _loop, _server):
+        for request in before:
+            writer.write(request)
+            await _answer(reader)
+        await asyncio.sleep(pause)
         started = time.monotonic()
-        writer.write(b'GET /ok HTTP/1.1\r\nHost: x\r\n')
+        writer.write(stall)
         head, body = await asyncio.wait_for(_answer(reader), 5)
         assert head.startswith(b'HTTP/1.1 408') and b'Connection: close' in head, head
         assert b'"timeout"' in body
         return time.monotonic() - started
-    waited = _session(script)
+    return _session(script)
+
+
+GET = b'GET /ok HTTP/1.1\r\n\r\n'
+HALF_BODY = b'PUT /ok HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345'
+
+
+def test_a_head_that_never_ends_gets_408_at_the_head_deadline(timeouts):
+    waited = _waited_for_408((), b'GET /ok HTTP/1.1\r\nHost: x\r\n')
     assert HEAD - 0.05 <= waited <= HEAD + 0.5, waited
 
 
@@ -117,40 +130,17 @@ def test_a_head_after_keep_alive_gets_the_keep_alive_deadline_not_more(timeouts)
     """The head of a second request started on a kept-alive connection is
     bounded by the keep-alive deadline: the later, unused, timer of the first
     wait never extends it."""
-    async def script(reader, writer, _loop, _server):
-        writer.write(b'GET /ok HTTP/1.1\r\n\r\n')
-        await _answer(reader)
-        started = time.monotonic()
-        writer.write(b'GET /ok HTTP/1.1\r\n')  # half a head, then nothing
-        head, _body = await asyncio.wait_for(_answer(reader), 5)
-        assert head.startswith(b'HTTP/1.1 408'), head
-        return time.monotonic() - started
-    waited = _session(script)
+    waited = _waited_for_408((GET,), b'GET /ok HTTP/1.1\r\n')  # half a head, then nothing
     assert KEEPALIVE - 0.05 <= waited <= KEEPALIVE + 0.5, waited
 
 
 def test_a_body_that_stops_gets_408_at_the_body_deadline(timeouts):
-    async def script(reader, writer, _loop, _server):
-        writer.write(b'PUT /ok HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345')
-        started = time.monotonic()
-        head, _body = await asyncio.wait_for(_answer(reader), 5)
-        assert head.startswith(b'HTTP/1.1 408'), head
-        return time.monotonic() - started
-    waited = _session(script)
+    waited = _waited_for_408((), HALF_BODY)
     assert BODY - 0.05 <= waited <= BODY + 0.5, waited
 
 
 def test_a_body_deadline_earlier_than_the_pending_timer_moves_the_timer(timeouts):
-    async def script(reader, writer, _loop, _server):
-        writer.write(b'GET /ok HTTP/1.1\r\n\r\n')
-        await _answer(reader)
-        # Past the head timer, which then moved itself to the keep-alive
-        # deadline; a body deadline before that one must move the timer back.
-        await asyncio.sleep(HEAD + 0.05)
-        writer.write(b'PUT /ok HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345')
-        started = time.monotonic()
-        head, _body = await asyncio.wait_for(_answer(reader), 5)
-        assert head.startswith(b'HTTP/1.1 408'), head
-        return time.monotonic() - started
-    waited = _session(script)
+    # Past the head timer, which then moved itself to the keep-alive
+    # deadline; a body deadline before that one must move the timer back.
+    waited = _waited_for_408((GET,), HALF_BODY, pause=HEAD + 0.05)
     assert BODY - 0.05 <= waited <= BODY + 0.2, waited
