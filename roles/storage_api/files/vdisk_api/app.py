@@ -24,7 +24,7 @@ import threading
 import time
 from urllib.parse import parse_qs, unquote
 
-from vdisk_api import API_VERSION, config as config_mod, inventory, pool_layout, rules, snapshot_schedule
+from vdisk_api import API_VERSION, changes, config as config_mod, inventory, pool_layout, rules, snapshot_schedule
 from vdisk_api import store as store_mod
 
 log = logging.getLogger('vdisk_api')
@@ -162,6 +162,14 @@ class App:
         self._boot_cache = {}
         self._token_rows = {}  # token id -> (secret_sha256, device): rows, never presented tokens
         self._data_version = None
+        # The sources are checked only after an inotify event on them
+        # (changes.py); a boot record checked since the last event (its
+        # generation is the current one) is answered without a look.
+        watched = [os.path.dirname(os.path.abspath(config['database']))]
+        if os.path.islink(config['lio_save_file']):  # the link itself may be replaced
+            watched.append(os.path.dirname(os.path.abspath(config['lio_save_file'])))
+        self._changes = changes.ChangeWatch(directories=watched, files=(config['lio_save_file'],))
+        self._generation = 0
         self.started = time.time()
         # (collection, with an item) -> (route, methods, handler)
         self._routes = {
@@ -305,7 +313,9 @@ class App:
                 raise HttpError(404, 'not_found', 'no such endpoint: %s' % path[:200])
             route, methods, func = handler
             self._allow(method, methods)
-            self._refresh()
+            if self._changes.changed():
+                self._generation += 1
+                self._refresh()
             principal = self.authenticate(request)
             args = (request, principal, params) if item is None else (request, principal, params, item)
             response = func(*args)
@@ -561,16 +571,31 @@ class App:
     def boot_bodies(self, device):
         """Both encodings of a device's boot record (each a body, or the
         HttpError of a form that cannot carry it), cached until the
-        database (see _refresh, run first on every request), the LIO save
-        file or the vDisk metadata changes."""
-        lio_stamp, index = self.lio_index()
+        database (see _refresh), the LIO save file or the vDisk metadata
+        changes.
+
+        An entry is (LIO stamp, vdisk.json stamp, vdisk.json path, JSON body,
+        shell body, generation): the generation it was last checked in, or
+        None when its vDisk's directory is not watched (checked every time).
+        """
         cached = self._boot_cache.get(device)
-        if cached is not None and cached[0] == lio_stamp and cached[1] == inventory._stamp(cached[2]):  # pylint: disable=protected-access
+        if cached is not None and cached[5] == self._generation:
             return cached[3], cached[4]
+        if cached is not None:
+            # Watch first, then look: a change after the look is an event.
+            generation = self._watched(cached[2])
+            lio_stamp, index = self.lio_index()
+            if cached[0] == lio_stamp and cached[1] == inventory._stamp(cached[2]):  # pylint: disable=protected-access
+                self._boot_cache[device] = cached[:5] + (generation,)
+                return cached[3], cached[4]
+        else:
+            lio_stamp, index = self.lio_index()
         assignment = self.reader.get_assignment(device)
         if assignment is None:
             raise HttpError(404, 'not_found', 'device %s has no assignment' % device)
         try:
+            path = self.pool.metadata_path(assignment['vdisk'])
+            generation = self._watched(path)
             vdisk_stamp, meta = self.pool.get(assignment['vdisk'])
         except inventory.ResolveError as exc:
             raise HttpError(503, 'pool_unavailable', str(exc))
@@ -594,7 +619,13 @@ class App:
         }
         record.update(resolved)
         bodies = (_encoded(boot_json, record, 'JSON'), _encoded(boot_shell, record, 'shell variables'))
-        path = self.pool._file(assignment['vdisk']).path  # pylint: disable=protected-access
         if vdisk_stamp is not None:
-            self._boot_cache[device] = (lio_stamp, vdisk_stamp, path) + bodies
+            self._boot_cache[device] = (lio_stamp, vdisk_stamp, path) + bodies + (generation,)
         return bodies
+
+    def _watched(self, vdisk_metadata):
+        """Watch a vDisk's directory; the generation a record checked now
+        belongs to, or None if the directory cannot be watched."""
+        if self._changes.watch_directory(os.path.dirname(vdisk_metadata)):
+            return self._generation
+        return None

@@ -119,6 +119,11 @@ class Pool:
                                                  lambda data: pool_layout.parse_metadata(data, directory))
         return cached
 
+    def metadata_path(self, name):
+        """Where a vDisk's vdisk.json is (or would be)."""
+        rules.check_vdisk(name)  # never build a path from an unchecked name
+        return self._file(name).path
+
     def get(self, name):
         """(stamp, metadata) or (None, None) if there is no such vDisk."""
         rules.check_vdisk(name)  # never build a path from an unchecked name
