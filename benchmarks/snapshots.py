@@ -28,12 +28,19 @@ on the thin volume itself. It prints the median and range of IOPS (MiB/s for
 
 --round-vdisks N: make N more thin volumes and time rounds over all of them,
 idle and while fio writes to the first volume, and how long udev then takes
-for the rounds' change events.
+for the rounds' change events. --round-cache write-back,write-through runs
+them with the pool's disk as the lab gives it (a volatile write cache: each
+dm-thin metadata commit flushes it, an fdatasync of the disk's file on the
+host) and then told it has none (flushes end at once, as on a drive with
+power-loss protection); it made no difference (docs/snapshots.md). The on/off
+pairs run with --disk-cache (default: write-back, the lab's disk as it is).
 
 Rounds run as the timer runs them (see round_command).
 
 Usage: python3 benchmarks/snapshots.py [--pairs 3] [--runtime 60] [--jobs a,b] [--sets 256M,2G] [--local]
-                                       [--round-vdisks 500] [--json FILE] [--keep]
+                                       [--disk-cache write-back] [--round-vdisks 500]
+                                       [--round-cache write-back,write-through]
+                                       [--json FILE] [--keep]
 """
 
 import argparse
@@ -176,8 +183,20 @@ class Bench(object):
         ssh("initiator", "iscsiadm -m discovery -t st -p %s >/dev/null && iscsiadm -m node -T %s --login >/dev/null; "
             "for _ in $(seq 60); do [ -e %s ] && exit 0; sleep 1; done; exit 1" % (self.ip, TARGET, link))
         self.lun = ssh("initiator", "readlink -f %s" % link).strip()
+        self.disk_cache(args.disk_cache)
         with open(os.path.join(REPO, ".lab", LAB, "storage", "qemu.cmdline")) as f:
             self.accel = f.read().split("-accel ")[1].split()[0]
+
+    def disk_cache(self, mode):
+        """Tell the storage VM's kernel whether the pool's disk has a volatile
+        write cache. dm-thin flushes the pool's data device before each
+        metadata commit (per snapshot, per prune, and every second while the
+        copy-on-write after a snapshot maps new blocks). "write-back": the
+        lab's disk as it is, a flush is an fdatasync of its file on the host,
+        which under fio holds the writer's dirty data. "write-through":
+        flushes end at once, as on a drive with power-loss protection."""
+        ssh("storage", "echo '%s' > /sys/block/$(basename $(readlink -f %s))/queue/write_cache"
+            % (mode.replace("-", " "), DISK))
 
     def delete_all_snapshots(self):
         ssh("storage", "PYTHONPATH=/usr/lib/clusterducks-vdisk python3 /root/delete_snapshots.py")
@@ -219,7 +238,15 @@ class Bench(object):
             "echo \"{\\\"name\\\": \\\"many$i\\\", \\\"wwn\\\": \\\"w$i\\\", \\\"backing\\\": "
             "\\\"/dev/cdbench/vdisk-many$i\\\"}\" > $d/vdisk.json; done" % (count, count))
         results = {}
+        for cache in self.args.round_cache.split(","):
+            self.disk_cache(cache)
+            results.update(self._rounds(cache))
+        return results
+
+    def _rounds(self, cache):
+        results = {}
         for label, load in (("idle", False), ("under fio", True)):
+            label = "%s, disk cache %s" % (label, cache)
             runs = []
             for _attempt in range(2):
                 if load:
@@ -259,15 +286,22 @@ def main():
     p.add_argument("--sets", default="256M,2G", help="working sets (default: 256M,2G)")
     p.add_argument("--local", action="store_true", help="also run inside the storage VM on the thin volume")
     p.add_argument("--round-vdisks", type=int, default=0, help="time rounds over this many more vDisks")
+    p.add_argument("--disk-cache", default="write-back", choices=("write-back", "write-through"),
+                   help="the pool disk's cache mode for the on/off pairs (see Bench.disk_cache)")
+    p.add_argument("--round-cache", default="write-back",
+                   help="the pool disk's cache modes for the rounds over many vDisks, comma-separated, in turn "
+                        "(default: write-back; write-back,write-through compares them)")
     p.add_argument("--json", help="write every figure (with the 1-second IOPS logs) to this file")
     p.add_argument("--keep", action="store_true", help="keep the VMs afterwards")
     args = p.parse_args()
+    if not set(args.round_cache.split(",")) <= {"write-back", "write-through"}:
+        p.error("--round-cache takes write-back, write-through or both (comma-separated)")
     jobs = args.jobs.split(",") if args.jobs else list(JOBS)
     sets = args.sets.split(",")
     print("booting the storage VM and the initiator ...", flush=True)
     sh(CDLAB + ["up", "storage", "--disk", "8G", "--memory", "2048", "--cpus", "2", "--timeout", "600"])
     sh(CDLAB + ["up", "initiator", "--memory", "1024", "--cpus", "2", "--timeout", "600"])
-    results = {"runtime": args.runtime, "pairs": args.pairs, "runs": []}
+    results = {"runtime": args.runtime, "pairs": args.pairs, "disk_cache": args.disk_cache, "runs": []}
     try:
         bench = Bench(args)
         results["accel"] = bench.accel
@@ -296,8 +330,8 @@ def main():
 
 
 def report(results):
-    print("\nsnapshots on vs off (accel %s, %d s windows, %d pairs): median (min-max)"
-          % (results.get("accel"), results["runtime"], results["pairs"]))
+    print("\nsnapshots on vs off (accel %s, %d s windows, %d pairs, pool disk cache %s): median (min-max)"
+          % (results.get("accel"), results["runtime"], results["pairs"], results.get("disk_cache")))
     print("| where | job | working set | off | on | on/off | p99 off ms | p99 on ms | p99 on/off | lowest 1 s on |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     keys = []
