@@ -256,7 +256,9 @@ class App:
         return row[1]
 
     def _refresh(self):
-        """Drop the caches if any connection committed since the last request."""
+        """Drop the caches if any connection committed since the last check
+        (run on a request after an event in the database's directory, or on
+        every request where that directory is not watched)."""
         version = self.reader.data_version()
         if version != self._data_version:
             self._boot_cache.clear()

@@ -82,15 +82,15 @@ class ChangeWatch:
         self._required = tuple((d, WRITTEN | IN_ONLYDIR, False) for d in directories) + tuple(
             (f, FILE, True) for f in files)
         self._said = set()  # what was logged, so that it is logged once
+        self._complete = False  # every required path watched (kept, not computed per request)
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            error = os.strerror(ctypes.get_errno()) if fd < 0 else None
         except (OSError, AttributeError) as exc:
-            log.warning('no inotify (%s): the boot path checks its sources on every request', exc)
-            return
-        if fd < 0:
-            log.warning('no inotify (%s): the boot path checks its sources on every request',
-                        os.strerror(ctypes.get_errno()))
+            error = exc
+        if error is not None:
+            log.warning('no inotify (%s): the boot path checks its sources on every request', error)
             return
         libc.inotify_add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
         libc.inotify_rm_watch.argtypes = (ctypes.c_int, ctypes.c_int)
@@ -126,6 +126,7 @@ class ChangeWatch:
         return True
 
     def _forget(self, wd, remove=False):
+        self._complete = False  # set again by the next changed() if nothing required was lost
         for path, _is_file in self._watches.pop(wd, ()):
             if self._paths.get(path) == wd:
                 del self._paths[path]
@@ -139,13 +140,14 @@ class ChangeWatch:
         if self._poll.poll(0):
             self._drain()
             return True
-        if self.active:
+        if self._complete:
             return False
         # A required path is not watched (yet, or any more): try again, and
         # say "changed", since nothing tells what happened meanwhile.
         for path, mask, is_file in self._required:
             self._add(path, mask, is_file)
-        if self.active and 'active' not in self._said:
+        self._complete = self.active
+        if self._complete and 'active' not in self._said:
             self._said.add('active')
             log.info('boot path: watching %s for changes (inotify)',
                      ', '.join(path for path, _mask, _file in self._required))
