@@ -26,9 +26,13 @@ on the thin volume itself. It prints the median and range of IOPS (MiB/s for
 1 MiB writes) and p99 latency per job, the on/off ratios, and the lowest
 1-second IOPS of each on-run (from fio's 1-second IOPS logs, kept with --json).
 
---round-vdisks N: make N more thin volumes and time rounds over all of them,
-idle and while fio writes to the first volume, and how long udev then takes
-for the rounds' change events. --round-cache write-back,write-through runs
+--round-vdisks N: make N more thin volumes and time rounds over all of them:
+the first round over them; then idle, and while fio writes to the first
+volume, each with unchanged vDisks sharing their last snapshot (the default,
+share_unchanged) and, as the baseline in the same run, without (every vDisk
+suspended and snapshotted); and rounds after a 4 KiB write to every volume
+(none unchanged). It also times how long udev then takes for the rounds'
+change events. --round-cache write-back,write-through runs
 them with the pool's disk as the lab gives it (a volatile write cache: each
 dm-thin metadata commit flushes it, an fdatasync of the disk's file on the
 host) and then told it has none (flushes end at once, as on a drive with
@@ -243,12 +247,32 @@ class Bench(object):
             results.update(self._rounds(cache))
         return results
 
+    # (label, fio on the first volume, a 4 KiB write to every volume first, share_unchanged, rounds)
+    ROUND_CASES = (
+        ("first round over them (no vDisk known unchanged)", False, False, True, 1),
+        ("idle, share_unchanged", False, False, True, 2),
+        ("idle, baseline: share_unchanged false", False, False, False, 2),
+        ("under fio, share_unchanged", True, False, True, 2),
+        ("under fio, baseline: share_unchanged false", True, False, False, 2),
+        ("every vDisk written since the last round, share_unchanged", False, True, True, 2),
+    )
+
     def _rounds(self, cache):
         results = {}
-        for label, load in (("idle", False), ("under fio", True)):
+        for label, load, write_all, share, count in self.ROUND_CASES:
             label = "%s, disk cache %s" % (label, cache)
+            ssh("storage", "sed -i 's/, \"share_unchanged\": [a-z]*//; s/}$/, \"share_unchanged\": %s}/' "
+                "/etc/clusterducks-vdisk/snapshots.json" % ("true" if share else "false"))
             runs = []
-            for _attempt in range(2):
+            for _attempt in range(count):
+                if write_all:
+                    # One 4 KiB write (O_DIRECT, synced) to each volume, through its device as LIO's would go.
+                    ssh("storage", "python3 -c %s" % shquote(
+                        "import glob, mmap, os\n"
+                        "buf = mmap.mmap(-1, 4096); buf.write(os.urandom(4096))\n"
+                        "for dev in glob.glob('/dev/mapper/cdbench-vdisk--many*'):\n"
+                        "    fd = os.open(dev, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)\n"
+                        "    os.pwritev(fd, [buf], 0); os.close(fd)\n"))
                 if load:
                     writer = subprocess.Popen(CDLAB + ["ssh", "initiator", fio_cmd(
                         "randwrite-4k-qd16", self.lun, "2G", 40, "/run/many")], stdout=subprocess.PIPE,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import os
 
 LIBRARY = 'libdevmapper.so.1.02.1'
@@ -119,12 +120,14 @@ class DeviceMapper(object):
         return self._first_target(DM_DEVICE_TABLE, name, 'table')
 
     def info(self, name):
-        """{'exists', 'suspended', 'open_count'} (struct dm_info starts with these ints)."""
+        """{'exists', 'suspended', 'open_count', 'major', 'minor'} (struct dm_info: these ints, in this order)."""
         def read(task):
             buf = (ctypes.c_int32 * 16)()
             if not self.lib.dm_task_get_info(task, ctypes.cast(buf, ctypes.c_void_p)):
                 raise DeviceMapperError(errno.EIO, 'device-mapper: no info for %s' % name)
-            return {'exists': bool(buf[0]), 'suspended': bool(buf[1]), 'open_count': buf[4]}
+            # exists, suspended, live_table, inactive_table, open_count, event_nr, major, minor
+            return {'exists': bool(buf[0]), 'suspended': bool(buf[1]), 'open_count': buf[4],
+                    'major': buf[6], 'minor': buf[7]}
         return self._run(DM_DEVICE_INFO, name, 'info', read=read)
 
     def exists(self, name):
@@ -148,3 +151,60 @@ class DeviceMapper(object):
     def remove(self, name):
         self._run(DM_DEVICE_REMOVE, name, 'remove')
         self.lib.dm_lib_release()
+
+
+# --- what the kernel counted of a device's writes ---------------------------
+
+BOOT_ID = '/proc/sys/kernel/random/boot_id'
+SYS_DEV_BLOCK = '/sys/dev/block'
+PROBE_BYTES = 4096
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _probe(path):
+    """Read one block past the page cache: the read is counted if the device's I/O is."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_DIRECT', 0))
+    try:
+        buf = mmap.mmap(-1, PROBE_BYTES)  # page-aligned, as O_DIRECT wants
+        try:
+            os.readv(fd, [buf])
+        finally:
+            buf.close()
+    finally:
+        os.close(fd)
+
+
+def write_marker(major, minor, node, sys_dev_block=SYS_DEV_BLOCK, boot_id=BOOT_ID):
+    """(marker, writes in flight) of block device ``major:minor`` (device node ``node``), or None.
+
+    The marker names the boot, the device (its disk sequence number: a device
+    made again is a new one, Linux 5.15+) and the kernel's counts of the
+    writes and discards started or done on it, with their sectors. Two equal
+    markers with no write in flight at the second mean that no write reached
+    the device in between. None when that cannot be told: no disk sequence,
+    or the device's I/O is not counted (``queue/iostats`` 0 and a read of it
+    not counted either; Linux 6.1's bio-based device-mapper counts whatever
+    that flag says, later kernels follow it).
+    """
+    base = '%s/%d:%d/' % (sys_dev_block, major, minor)
+    try:
+        boot, seq = _read(boot_id), _read(base + 'diskseq')
+        counted = _read(base + 'queue/iostats') == '1'
+        # In flight first, then the counts (the order of the kernel's own stat
+        # file): a write done before the first read is counted (at its start on
+        # 6.1, at its end on later kernels), one still running is in flight.
+        inflight = _read(base + 'inflight').split()
+        stat = _read(base + 'stat').split()
+        if not counted:
+            _probe(node)
+            counted = int(_read(base + 'stat').split()[0]) > int(stat[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if not counted or len(inflight) != 2 or len(stat) < 14 or not seq:
+        return None
+    # stat fields: 4 writes, 6 sectors written, 11 discards, 13 sectors discarded
+    return ' '.join([boot, seq, stat[4], stat[6], stat[11], stat[13]]), int(inflight[1])

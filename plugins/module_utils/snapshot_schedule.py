@@ -6,7 +6,9 @@
 """The snapshot schedule: its configuration, retention, the free-space guard and one round.
 
 A round (the storage host's timer runs one every interval) snapshots every
-vDisk of the pool in this one process, prunes what retention no longer keeps,
+vDisk of the pool in this one process (a vDisk that no write reached since its
+last snapshot gets an entry sharing that snapshot: no suspend, no pool
+commit), prunes what retention no longer keeps,
 and writes the status file that the storage API's /metrics and the check
 command read. One vDisk failing does not stop the others; it is reported.
 
@@ -66,7 +68,8 @@ def check_config(config):
     """Validate a schedule configuration; return it complete. Every rule lives here (role, CLI, tests)."""
     if not isinstance(config, dict):
         raise ConfigError('the configuration must be a JSON object')
-    unknown = sorted(set(config) - {'pool', 'interval_minutes', 'retention', 'reserve_percent', 'vdisks'})
+    unknown = sorted(set(config) - {'pool', 'interval_minutes', 'retention', 'reserve_percent', 'share_unchanged',
+                                    'vdisks'})
     if unknown:
         raise ConfigError('unknown setting %s' % ', '.join(unknown))
     pool = config.get('pool')
@@ -80,6 +83,9 @@ def check_config(config):
     if isinstance(reserve, bool) or not isinstance(reserve, int) or not 5 <= reserve <= 90:
         raise ConfigError('reserve_percent must be a whole number from 5 to 90, got %r' % (reserve,))
     retention = check_retention(config.get('retention', DEFAULT_RETENTION))
+    share = config.get('share_unchanged', True)
+    if not isinstance(share, bool):
+        raise ConfigError('share_unchanged must be true or false, got %r' % (share,))
     vdisks = {}
     for name, settings in sorted((config.get('vdisks') or {}).items()):
         try:
@@ -95,7 +101,7 @@ def check_config(config):
                         'retention': check_retention(settings.get('retention', {}), 'vdisks.%s.retention' % name,
                                                      base=retention) if enabled else retention}
     return {'pool': pool, 'interval_minutes': interval, 'retention': retention, 'reserve_percent': reserve,
-            'vdisks': vdisks}
+            'share_unchanged': share, 'vdisks': vdisks}
 
 
 def load_config(path):
@@ -184,14 +190,14 @@ def run_round(config, snapshots, now=None):
     _done, interrupted = snapshots.finish_interrupted()
     errors += ['cleaning up %s@%s: %s' % (k[0], k[1], v) for k, v in sorted(interrupted.items())]
     before = guard(snapshots, config['reserve_percent'])
-    created = {}
+    created, unchanged = {}, []
     volumes = snapshots.volumes()
     enabled = [v for v in sorted(volumes) if config['vdisks'].get(v, {}).get('enabled', True)]
     if before['over']:
         errors.append('pool %s is over its reserve (%s%% kept free) with no scheduled snapshot left to delete: '
                       'no snapshot taken' % (config['pool'], config['reserve_percent']))
     else:
-        created, failures = snapshots.create(enabled, auto_name(now), 'scheduled')
+        created, failures, unchanged = snapshots.round_snapshots(enabled, auto_name(now), config['share_unchanged'])
         errors += ['snapshot of %s: %s' % (v, e) for v, e in sorted(failures.items())]
     snapshotted = time.time()
     # Retention, per vDisk (and per earlier vDisk of a name: orphans age out the same way).
@@ -209,7 +215,8 @@ def run_round(config, snapshots, now=None):
         'started': now, 'duration_seconds': round(time.time() - started, 3),
         'snapshot_seconds': round(snapshotted - started, 3), 'prune_seconds': round(time.time() - snapshotted, 3),
         'result': 'failed' if errors else 'ok', 'errors': errors,
-        'vdisks': len(enabled), 'created': len(created), 'pruned': len(expired) - len(failures),
+        'vdisks': len(enabled), 'created': len(created), 'unchanged': len(unchanged),
+        'pruned': len(expired) - len(failures),
         'guard_pruned': before['pruned'], 'guard': before, 'pool_usage': after,
     }
 
@@ -342,6 +349,9 @@ def prometheus(status, now):
            [('', last.get('duration_seconds', 0))])
     metric('vdisk_snapshot_last_round_success', 'gauge', '1 if the last round had no error.',
            [('', 1 if last.get('result') == 'ok' else 0)])
+    metric('vdisk_snapshot_last_round_unchanged', 'gauge',
+           'vDisks the last round found unwritten since their last snapshot (their entry shares it).',
+           [('', last.get('unchanged', 0))])
     if usage:
         metric('vdisk_pool_data_free_percent', 'gauge', 'Free share of the thin pool\'s data, as of the last round.',
                [('{pool="%s"}' % pool, '%.2f' % (100 - usage['data_percent']))])

@@ -50,11 +50,11 @@ LAST_ID = (1 << 24) - 1  # dm-thin device ids are 24 bits
 CATALOG = 'snapshots.sqlite'
 KINDS = ('scheduled', 'manual', 'pre-rollback', 'clone')
 CLONE_PREFIX = 'clusterducks-clone-'
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS snapshot (
+SNAPSHOT_TABLE = """
+CREATE TABLE IF NOT EXISTS %s (
     vdisk TEXT NOT NULL,
     name TEXT NOT NULL,
-    thin_id INTEGER NOT NULL UNIQUE,
+    thin_id INTEGER NOT NULL,
     wwn TEXT NOT NULL,
     size_bytes INTEGER NOT NULL,
     created REAL NOT NULL,
@@ -62,6 +62,19 @@ CREATE TABLE IF NOT EXISTS snapshot (
     state TEXT NOT NULL,
     parent TEXT,
     PRIMARY KEY (vdisk, name)
+);
+"""
+# Entries of one vDisk may share a thin device: a round gives a vDisk that no
+# write reached since its last snapshot an entry naming that snapshot's device.
+# write_marker: what the kernel had counted of the vDisk's writes when the
+# snapshot thin_id was taken (devmapper.write_marker).
+SCHEMA = SNAPSHOT_TABLE % 'snapshot' + """
+CREATE INDEX IF NOT EXISTS snapshot_thin_id ON snapshot (thin_id);
+CREATE TABLE IF NOT EXISTS write_marker (
+    vdisk TEXT PRIMARY KEY,
+    wwn TEXT NOT NULL,
+    marker TEXT NOT NULL,
+    thin_id INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rollback (
     vdisk TEXT PRIMARY KEY,
@@ -85,6 +98,7 @@ def utc(timestamp):
 
 class Snapshot(object):
     __slots__ = ('vdisk', 'name', 'thin_id', 'wwn', 'size_bytes', 'created', 'kind', 'state', 'parent')
+    FIELDS = __slots__
 
     def __init__(self, row):
         for field in self.__slots__:
@@ -103,7 +117,8 @@ class ThinSnapshots(object):
     instance); device-mapper calls go through ``dm`` (libdevmapper).
     """
 
-    def __init__(self, spec, run, dm=None, catalog=None, clock=time.time, read_only=False):
+    def __init__(self, spec, run, dm=None, catalog=None, clock=time.time, read_only=False,
+                 write_marker=devmapper.write_marker):
         if not isinstance(spec, str) or not spec.startswith(pool_layout.LVM_THIN):
             raise SnapshotError('snapshots need an LVM thin pool (lvm-thin:VG/POOL), not %r: move the vDisks '
                                 'with the vdisk module\'s migrate_from first' % (spec,))
@@ -128,10 +143,24 @@ class ThinSnapshots(object):
             # after a commit brought the journal back and undid the commit: rows for
             # snapshots the pool had made were gone (seen in the lab's power-cut test).
             self.db.execute('PRAGMA synchronous=EXTRA')
+            self._migrate()
             self.db.executescript(SCHEMA)
         self.db.row_factory = sqlite3.Row
+        self.write_marker = write_marker
         self._volumes = None
         self.pool_device = devmapper.dm_name(self.vg, self.thin_pool) + '-tpool'
+
+    def _migrate(self):
+        """Catalogs before entries could share a thin device had thin_id UNIQUE: rebuild the table without it."""
+        row = self.db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'snapshot'").fetchone()
+        if row is None or 'UNIQUE' not in row[0]:
+            return
+        with self.db:
+            self.db.execute('BEGIN IMMEDIATE')
+            self.db.execute(SNAPSHOT_TABLE % 'snapshot_new')
+            self.db.execute('INSERT INTO snapshot_new SELECT %s FROM snapshot' % ', '.join(Snapshot.FIELDS))
+            self.db.execute('DROP TABLE snapshot')
+            self.db.execute('ALTER TABLE snapshot_new RENAME TO snapshot')
 
     @property
     def dm(self):
@@ -252,6 +281,57 @@ class ThinSnapshots(object):
         One vDisk failing does not stop the others. Each origin that is in use
         is suspended only for its own snapshot.
         """
+        created, failures, _unchanged = self._create(vdisks, name, kind, parent, share_unchanged=False)
+        return created, failures
+
+    def round_snapshots(self, vdisks, name, share_unchanged=True):
+        """A round's scheduled snapshots: ({vdisk: Snapshot}, {vdisk: error}, [unchanged vDisks]).
+
+        With ``share_unchanged``, a vDisk that no write reached since its last
+        snapshot (``_unchanged``) gets an entry naming that snapshot's thin
+        device: no suspend, no pool commit.
+        """
+        return self._create(vdisks, name, 'scheduled', None, share_unchanged)
+
+    def _marker(self, volume):
+        """(marker, writes in flight) of an active vDisk's device, or None (``devmapper.write_marker``).
+
+        The marker adds the device's live table (pool and thin id) and length:
+        a remap or a resize is a change too.
+        """
+        if not volume['active'] or self.write_marker is None:
+            return None
+        try:
+            info = self.dm.info(volume['dm_name'])
+            if not info['exists']:
+                return None
+            _ttype, params, length = self.dm.table(volume['dm_name'])
+        except devmapper.DeviceMapperError:
+            return None
+        counted = self.write_marker(info['major'], info['minor'], '/dev/mapper/' + volume['dm_name'])
+        if counted is None:
+            return None
+        return '%s %s %d' % (counted[0], params, length), counted[1]
+
+    def _unchanged(self, todo, volumes):
+        """{vdisk: thin id of its last snapshot} for the vDisks of ``todo`` that no write reached since it.
+
+        Safe because the marker of the last snapshot was read before its origin
+        was suspended (a write between the two makes the markers differ) and
+        this one with no write in flight: the device holds what it did then.
+        """
+        known = dict((r['vdisk'], r) for r in self.db.execute('SELECT * FROM write_marker'))
+        result = {}
+        for vdisk in todo:
+            row = known.get(vdisk)
+            if row is None or row['wwn'] != volumes[vdisk]['wwn']:
+                continue
+            now = self._marker(volumes[vdisk])
+            if now is not None and now[1] == 0 and now[0] == row['marker']:
+                result[vdisk] = row['thin_id']
+        return result
+
+    def _create(self, vdisks, name, kind, parent, share_unchanged):
         rules.check_snapshot(name)
         if kind not in KINDS:
             raise SnapshotError('unknown snapshot kind %r' % kind)
@@ -269,9 +349,25 @@ class ThinSnapshots(object):
             else:
                 todo.append(vdisk)
         if not todo:
-            return {}, failures
+            return {}, failures, []
         self._activate_pool()
         now = self.clock()
+        shared = []
+        if share_unchanged:
+            unchanged = self._unchanged(todo, volumes)
+            with self.db:
+                # The entry is made only while a ready entry still names the device (a prune
+                # deciding to delete it marks every entry naming it first, in one transaction).
+                self.db.execute('BEGIN IMMEDIATE')
+                for vdisk, thin_id in sorted(unchanged.items()):
+                    cursor = self.db.execute(
+                        "INSERT INTO snapshot SELECT vdisk, ?, thin_id, wwn, size_bytes, ?, ?, 'ready', ? "
+                        "FROM snapshot WHERE vdisk = ? AND wwn = ? AND thin_id = ? AND size_bytes = ? "
+                        "AND state = 'ready' AND kind != 'clone' LIMIT 1",
+                        (name, now, kind, parent, vdisk, volumes[vdisk]['wwn'], thin_id, volumes[vdisk]['size_bytes']))
+                    if cursor.rowcount == 1:
+                        shared.append(vdisk)
+            todo = [v for v in todo if v not in shared]
         ids = self._free_ids(len(todo))
         with self.db:
             self.db.execute('BEGIN')
@@ -279,11 +375,11 @@ class ThinSnapshots(object):
                 'INSERT INTO snapshot VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
                 [(v, name, i, volumes[v]['wwn'], volumes[v]['size_bytes'], now, kind, 'creating', parent)
                  for v, i in zip(todo, ids)])
-        done, taken = [], set()
+        done, taken, markers = [], set(), {}
         for vdisk, thin_id in zip(todo, ids):
             for attempt in range(3):
                 try:
-                    self._snap(thin_id, volumes[vdisk])
+                    markers[vdisk] = (self._snap(thin_id, volumes[vdisk]), thin_id)
                     done.append(vdisk)
                     break
                 except devmapper.DeviceMapperError as exc:
@@ -304,15 +400,22 @@ class ThinSnapshots(object):
                                 [(v, name) for v in done])
             self.db.executemany('DELETE FROM snapshot WHERE vdisk = ? AND name = ?',
                                 [(v, name) for v in todo if v in failures])
+            # The newest snapshot's marker; none (a stale one would be wrong) when it could not be read.
+            self.db.executemany('DELETE FROM write_marker WHERE vdisk = ?', [(v,) for v in done])
+            self.db.executemany('INSERT INTO write_marker VALUES (?, ?, ?, ?)',
+                                [(v, volumes[v]['wwn'], markers[v][0], markers[v][1])
+                                 for v in done if markers[v][0] is not None])
         query = self.db.execute('SELECT * FROM snapshot WHERE name = ?', (name,))
         rows = dict((r['vdisk'], Snapshot(r)) for r in query)
-        return dict((v, rows[v]) for v in done), failures
+        return dict((v, rows[v]) for v in done + shared), failures, shared
 
     def _snap(self, thin_id, origin, origin_id=None):
+        """Make the snapshot; returns the origin's write marker, read before its suspend (or None)."""
         origin_id = origin['thin_id'] if origin_id is None else origin_id
         if not origin['active']:
             self._message('create_snap %d %d' % (thin_id, origin_id))
-            return
+            return None
+        marker = self._marker(origin)
         # The kernel's thin-provisioning.rst: suspend an active origin while
         # the snapshot is made. Suspending waits for its in-flight writes.
         try:
@@ -322,11 +425,12 @@ class ThinSnapshots(object):
                 raise
             # Deactivated since lvs read it: nothing to suspend.
             self._message('create_snap %d %d' % (thin_id, origin_id))
-            return
+            return None
         try:
             self._message('create_snap %d %d' % (thin_id, origin_id))
         finally:
             self._resume(origin['dm_name'])
+        return marker[0] if marker is not None else None
 
     def _resume(self, name):
         # A device left suspended hangs its initiator's I/O: try hard.
@@ -340,28 +444,36 @@ class ThinSnapshots(object):
                 time.sleep(0.2)
 
     def delete(self, snapshots):
-        """Delete snapshots: ([deleted], {(vdisk, name): error})."""
+        """Delete snapshots: ([deleted], {(vdisk, name): error}).
+
+        A thin device goes with the last entry that names it (entries of
+        unchanged rounds share one).
+        """
         if not snapshots:
             return [], {}
         self._activate_pool()
+        keys = [(s.vdisk, s.name) for s in snapshots]
         with self.db:
-            self.db.execute('BEGIN')
-            self.db.executemany("UPDATE snapshot SET state = 'deleting' WHERE thin_id = ?",
-                                [(s.thin_id,) for s in snapshots])
-        done, failures = [], {}
-        for snap in snapshots:
+            self.db.execute('BEGIN IMMEDIATE')
+            self.db.executemany("UPDATE snapshot SET state = 'deleting' WHERE vdisk = ? AND name = ?", keys)
+            last = sorted(i for i in set(s.thin_id for s in snapshots) if self.db.execute(
+                "SELECT 1 FROM snapshot WHERE thin_id = ? AND state != 'deleting' LIMIT 1", (i,)).fetchone() is None)
+        errors = {}
+        for thin_id in last:
             try:
                 # ENODATA: already gone (a run that died after the message).
-                self._message('delete %d' % snap.thin_id, ok=(errno.ENODATA,))
-                done.append(snap)
+                self._message('delete %d' % thin_id, ok=(errno.ENODATA,))
             except devmapper.DeviceMapperError as exc:
-                failures[(snap.vdisk, snap.name)] = str(exc)
+                errors[thin_id] = str(exc)
+        done = [s for s in snapshots if s.thin_id not in errors]
         with self.db:
             self.db.execute('BEGIN')
-            self.db.executemany('DELETE FROM snapshot WHERE thin_id = ?', [(s.thin_id,) for s in done])
-            self.db.executemany("UPDATE snapshot SET state = 'ready' WHERE thin_id = ?",
-                                [(s.thin_id,) for s in snapshots if s not in done])
-        return done, failures
+            self.db.executemany('DELETE FROM snapshot WHERE vdisk = ? AND name = ?', [(s.vdisk, s.name) for s in done])
+            self.db.executemany("UPDATE snapshot SET state = 'ready' WHERE vdisk = ? AND name = ?",
+                                [(s.vdisk, s.name) for s in snapshots if s.thin_id in errors])
+            self.db.executemany('DELETE FROM write_marker WHERE thin_id = ?',
+                                [(i,) for i in last if i not in errors])
+        return done, dict(((s.vdisk, s.name), errors[s.thin_id]) for s in snapshots if s.thin_id in errors)
 
     def finish_interrupted(self):
         """Finish what a run that died left: snapshots half made are removed, half deleted ones deleted.
@@ -407,6 +519,10 @@ class ThinSnapshots(object):
             with self.db:
                 self.db.execute('BEGIN')
                 self.db.execute('INSERT INTO rollback VALUES (?, ?, ?)', (vdisk, origin['thin_id'], snap.thin_id))
+        # The content changes with no write the kernel counts: the next round must snapshot it.
+        with self.db:
+            self.db.execute('BEGIN')
+            self.db.execute('DELETE FROM write_marker WHERE vdisk = ?', (vdisk,))
         # Every step is safe to repeat: a rollback that died anywhere is finished by the next call.
         if live:
             self._rollback_live(vdisk, origin, snap)

@@ -41,7 +41,7 @@ def _round(config):
         report = snapshot_schedule.run_round(config, snapshots, now)
     except (thin_snapshots.SnapshotError, OSError) as exc:
         report = {'started': now, 'duration_seconds': round(time.time() - now, 3), 'result': 'failed',
-                  'errors': [str(exc)], 'vdisks': 0, 'created': 0, 'pruned': 0, 'guard_pruned': [],
+                  'errors': [str(exc)], 'vdisks': 0, 'created': 0, 'unchanged': 0, 'pruned': 0, 'guard_pruned': [],
                   'pool_usage': {}}
     snapshot_schedule.write_status(config, report, snapshots, now)
     return report
@@ -59,9 +59,10 @@ def cmd_round(args, config):
     for line in snapshot_schedule.guard_lines(report['guard'], config) if 'guard' in report else ():
         log(line)
     usage = report['pool_usage']
-    log('round %s: %d vDisks, %d snapshots taken, %d pruned, %d pruned by the guard, %.2f s (snapshots %.2f s), '
-        'pool data %.1f%% metadata %.1f%%' % (
-            report['result'], report['vdisks'], report['created'], report['pruned'], len(report['guard_pruned']),
+    log('round %s: %d vDisks, %d snapshots taken (%d unchanged, sharing their last), %d pruned, %d pruned by the '
+        'guard, %.2f s (snapshots %.2f s), pool data %.1f%% metadata %.1f%%' % (
+            report['result'], report['vdisks'], report['created'], report.get('unchanged', 0), report['pruned'],
+            len(report['guard_pruned']),
             report['duration_seconds'], report.get('snapshot_seconds', 0), usage.get('data_percent', -1),
             usage.get('metadata_percent', -1)))
     for error in report['errors']:

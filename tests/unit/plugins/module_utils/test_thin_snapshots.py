@@ -41,6 +41,23 @@ class FakeThinPool:
         self.fail = {}  # (call, arg) -> errno
         self.used, self.total = 100, 1000
         self.opened = set()
+        # the kernel's counts of each active device's writes, and writes in flight
+        self.writes = dict((n, 0) for n in self.active)
+        self.in_flight = dict((n, 0) for n in self.active)
+        self.diskseq = dict((n, 1) for n in self.active)
+        self.counting = True
+
+    def write(self, name, content):
+        """A write through the active device ``name``, as an initiator's reaches it (counted)."""
+        self.devices[self.mapping[name]] = content
+        self.writes[name] = self.writes.get(name, 0) + 1
+
+    def write_marker(self, major, minor, node):
+        name = node[len('/dev/mapper/'):]
+        assert (major, minor) == (253, sorted(self.mapping).index(name) + 10)
+        if name not in self.active or not self.counting:
+            return None
+        return 'boot %d %d 0 0 0' % (self.diskseq[name], self.writes[name]), self.in_flight[name]
 
     def _maybe_fail(self, call, arg):
         code = self.fail.get((call, arg))
@@ -102,7 +119,9 @@ class FakeThinPool:
         return ''
 
     def info(self, name):
-        return {'exists': name in self.active or name == TPOOL, 'suspended': name in self.suspended, 'open_count': 0}
+        minor = sorted(self.mapping).index(name) + 10 if name in self.mapping else 0
+        return {'exists': name in self.active or name == TPOOL, 'suspended': name in self.suspended, 'open_count': 0,
+                'major': 253, 'minor': minor}
 
     def exists(self, name):
         return self.info(name)['exists']
@@ -166,7 +185,7 @@ def env(tmp_path, monkeypatch):
 
     e = Env()
     e.dm, e.lvm, e.clock, e.write_meta, e.tmp = dm, lvm, clock, write_meta, tmp_path
-    e.open = lambda: ts.ThinSnapshots(POOL, lvm, dm=dm, clock=clock)
+    e.open = lambda: ts.ThinSnapshots(POOL, lvm, dm=dm, clock=clock, write_marker=dm.write_marker)
     return e
 
 
@@ -519,9 +538,13 @@ def test_per_vdisk_retention_overrides_the_pool():
     assert config['vdisks']['tmp']['enabled'] is False
 
 
-def _round(env, config, minutes):
+def _round(env, config, minutes, write=True):
+    """``minutes`` rounds; with ``write``, every active vDisk is written before each (each round snapshots it)."""
     report = None
     for _minute in range(minutes):
+        if write:
+            for name in sorted(env.dm.active):
+                env.dm.write(name, 'content at %d' % env.clock.now)
         snaps = env.open()
         report = sched.run_round(config, snaps, now=env.clock.now)
         env.clock.now += MINUTE
@@ -611,3 +634,192 @@ def test_a_vdisk_left_suspended_by_a_killed_run_is_resumed(env):
     env.dm.suspended.add('vdisks-vdisk--node02')
     env.open().finish_interrupted()
     assert env.dm.suspended == set() and ('resume', 'vdisks-vdisk--node02') in env.dm.log
+
+
+# --- unchanged vDisks share their last snapshot ------------------------------
+
+SHARE = {'pool': POOL, 'retention': {'minutely': 3}}
+NODE01 = 'vdisks-vdisk--node01'
+
+
+def _ids(snaps, vdisk):
+    return [s.thin_id for s in snaps.list(vdisk, kinds=('scheduled',))]
+
+
+def test_an_unwritten_vdisk_gets_an_entry_sharing_its_last_snapshot(env):
+    config = sched.check_config(SHARE)
+    first = _round(env, config, 1)
+    assert first['created'] == 3 and first['unchanged'] == 0
+    del env.dm.log[:]
+    second = _round(env, config, 1, write=False)
+    assert second['created'] == 3 and second['unchanged'] == 3 and second['result'] == 'ok'
+    assert env.dm.log == []  # no suspend, no message: no pool commit
+    snaps = env.open()
+    for vdisk in ('node01', 'node02', 'node03'):
+        a, b = snaps.list(vdisk, kinds=('scheduled',))
+        assert a.thin_id == b.thin_id and a.name != b.name and b.state == 'ready'
+
+
+def test_a_counted_write_makes_a_new_snapshot_of_that_vdisk_only(env):
+    config = sched.check_config(SHARE)
+    _round(env, config, 1)
+    env.dm.write(NODE01, 'one 4k write')
+    del env.dm.log[:]
+    report = _round(env, config, 1, write=False)
+    assert report['unchanged'] == 2
+    assert [c for c, _a in env.dm.log] == ['suspend', 'message', 'resume']
+    snaps = env.open()
+    old, new = snaps.list('node01', kinds=('scheduled',))
+    assert old.thin_id != new.thin_id and env.dm.devices[new.thin_id] == 'one 4k write'
+    assert env.dm.devices[old.thin_id] != 'one 4k write'
+
+
+@pytest.mark.parametrize('why', ['in flight', 'not counted', 'remade', 'new vdisk', 'rolled back', 'turned off',
+                                 'write during suspend'])
+def test_what_it_cannot_tell_unchanged_is_snapshotted(env, why):
+    config = sched.check_config(dict(SHARE, share_unchanged=why != 'turned off'))
+    if why == 'write during suspend':
+        # A write after the marker was read, before the suspend: in the snapshot, but the next round must not trust it.
+        real_suspend = env.dm.suspend
+
+        def suspend(name):
+            if name == NODE01:
+                env.dm.write(name, 'written while suspending')
+            real_suspend(name)
+        env.dm.suspend = suspend
+    _round(env, config, 1)
+    env.dm.suspend = FakeThinPool.suspend.__get__(env.dm)
+    if why == 'in flight':
+        env.dm.in_flight[NODE01] = 1  # started, not yet counted as done
+    elif why == 'not counted':
+        env.dm.counting = False
+    elif why == 'remade':  # deactivated, written elsewhere, made again: counts start again, as many writes
+        counted = env.dm.writes[NODE01]
+        env.dm.write(NODE01, 'x')
+        env.dm.writes[NODE01], env.dm.diskseq[NODE01] = counted, 2
+    elif why == 'new vdisk':
+        env.write_meta('node01', 'wwn-another')
+    elif why == 'rolled back':
+        snaps = env.open()
+        first = snaps.list('node01', kinds=('scheduled',))[0]
+        env.dm.write(NODE01, 'later content')
+        snaps.create(['node01'], 'manual')  # its marker: the content now
+        snaps.rollback('node01', first.name, 'kept')  # back to the first: no counted write
+        del env.dm.log[:]
+    report = _round(env, config, 1, write=False)
+    snaps = env.open()
+    ids = _ids(snaps, 'node01')
+    if why == 'new vdisk':  # the old entries are another disk's
+        assert len(ids) == 1 and report['unchanged'] == 2
+        return
+    assert len(ids) == 2 and ids[0] != ids[1], why
+    assert report['unchanged'] == (0 if why in ('turned off', 'not counted') else 2)
+    if why == 'rolled back':
+        assert env.dm.devices[ids[1]] == env.dm.content(NODE01) == env.dm.devices[ids[0]]
+
+
+def test_a_thin_device_goes_with_the_last_entry_naming_it(env):
+    config = sched.check_config(SHARE)
+    _round(env, config, 1)
+    shared_id = _ids(env.open(), 'node01')[0]
+    _round(env, config, 5, write=False)  # minutely 3: the first two entries pruned, their device kept
+    snaps = env.open()
+    assert _ids(snaps, 'node01') == [shared_id] * 3
+    assert shared_id in env.dm.devices
+    assert not any(t == 'delete %d' % shared_id for _c, t in env.dm.log)
+    env.dm.write(NODE01, 'new')
+    _round(env, config, 3, write=False)  # the shared entries age out: the device with the last
+    snaps = env.open()
+    assert shared_id not in _ids(snaps, 'node01') and shared_id not in env.dm.devices
+    assert ('message', 'delete %d' % shared_id) in env.dm.log
+    assert env.open().audit() == {'unfinished': [], 'missing': [], 'leaked': [], 'suspended': []}
+
+
+def test_a_manual_snapshot_deleted_leaves_the_rounds_entries_sharing_it(env):
+    config = sched.check_config(SHARE)
+    snaps = env.open()
+    snaps.create(['node01'], 'manual')
+    manual_id = snaps.get('node01', 'manual').thin_id
+    _round(env, config, 1, write=False)
+    snaps = env.open()
+    assert _ids(snaps, 'node01') == [manual_id]
+    done, failures = snaps.delete([snaps.get('node01', 'manual')])
+    assert len(done) == 1 and failures == {} and manual_id in env.dm.devices
+    assert _ids(env.open(), 'node01') == [manual_id]
+
+
+def test_no_entry_shares_a_device_a_prune_is_deleting(env):
+    config = sched.check_config(SHARE)
+    _round(env, config, 1)
+    snaps = env.open()
+    old = snaps.list('node01', kinds=('scheduled',))[0]
+    # A guard (no host lock) has marked every entry naming it and is about to delete it.
+    snaps.db.execute("UPDATE snapshot SET state = 'deleting' WHERE thin_id = ?", (old.thin_id,))
+    created, failures, unchanged = env.open().round_snapshots(['node01', 'node02'], 'auto-next')
+    assert unchanged == ['node02'] and failures == {}
+    assert created['node01'].thin_id != old.thin_id and created['node01'].state == 'ready'
+
+
+def test_concurrent_prunes_of_entries_sharing_a_device_delete_it_once(env):
+    config = sched.check_config(SHARE)
+    _round(env, config, 1)
+    _round(env, config, 1, write=False)
+    a, b = env.open(), env.open()  # two processes: the round and the guard
+    first, second = a.list('node01', kinds=('scheduled',))
+    assert first.thin_id == second.thin_id
+    a.delete([first])
+    assert first.thin_id in env.dm.devices  # the other entry still names it
+    b.delete([second])
+    assert first.thin_id not in env.dm.devices and _ids(env.open(), 'node01') == []
+
+
+def test_an_old_catalog_is_migrated_and_keeps_its_snapshots(env, tmp_path):
+    import sqlite3
+    path = tmp_path / 'old.sqlite'
+    db = sqlite3.connect(str(path))
+    db.executescript(ts.SNAPSHOT_TABLE.replace('thin_id INTEGER NOT NULL,', 'thin_id INTEGER NOT NULL UNIQUE,')
+                     % 'snapshot')
+    db.execute("INSERT INTO snapshot VALUES ('node01', 'old', %d, 'wwn-node01', 1, 1.0, 'manual', 'ready', NULL)"
+               % ts.FIRST_ID)
+    db.commit()
+    db.close()
+    env.dm.devices[ts.FIRST_ID] = 'old content'
+    snaps = ts.ThinSnapshots(POOL, env.lvm, dm=env.dm, clock=env.clock, catalog=str(path),
+                             write_marker=env.dm.write_marker)
+    assert [s.name for s in snaps.list('node01')] == ['old']
+    sql = snaps.db.execute("SELECT sql FROM sqlite_master WHERE name = 'snapshot'").fetchone()[0]
+    assert 'UNIQUE' not in sql
+    created, failures, unchanged = snaps.round_snapshots(['node01'], 'auto-1')
+    created, failures, unchanged = snaps.round_snapshots(['node01'], 'auto-2')
+    assert unchanged == ['node01'] and created['node01'].thin_id == snaps.get('node01', 'auto-1').thin_id
+
+
+def _sysfs(tmp_path, iostats='1', reads=5, diskseq='42'):
+    base = tmp_path / 'sys' / '253:7'
+    (base / 'queue').mkdir(parents=True, exist_ok=True)
+    (base / 'queue' / 'iostats').write_text(iostats + '\n')
+    (base / 'inflight').write_text('       0        0\n')
+    (base / 'stat').write_text('%d 0 40 1 9 0 72 3 0 4 4 2 0 16 1 6 1\n' % reads)
+    if diskseq is not None:
+        (base / 'diskseq').write_text(diskseq + '\n')
+    (tmp_path / 'boot_id').write_text('b00t\n')
+    return base
+
+
+def test_write_marker_reads_the_kernels_counts(tmp_path, monkeypatch):
+    base = _sysfs(tmp_path)
+    mark = lambda: devmapper.write_marker(253, 7, '/dev/mapper/x', str(tmp_path / 'sys'), str(tmp_path / 'boot_id'))
+    assert mark() == ('b00t 42 9 72 2 16', 0)
+    (base / 'inflight').write_text('       0        3\n')
+    assert mark() == ('b00t 42 9 72 2 16', 3)
+    # iostats off: trusted only if a read of the device is counted anyway (Linux 6.1's device-mapper)
+    _sysfs(tmp_path, iostats='0')
+    monkeypatch.setattr(devmapper, '_probe', lambda node: _sysfs(tmp_path, iostats='0', reads=6))
+    assert mark() == ('b00t 42 9 72 2 16', 0)
+    _sysfs(tmp_path, iostats='0')
+    monkeypatch.setattr(devmapper, '_probe', lambda node: None)
+    assert mark() is None
+    _sysfs(tmp_path, diskseq=None)
+    (base / 'diskseq').unlink()
+    assert mark() is None
+    assert devmapper.write_marker(253, 8, '/dev/mapper/x', str(tmp_path / 'sys'), str(tmp_path / 'boot_id')) is None

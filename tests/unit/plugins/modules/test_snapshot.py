@@ -51,7 +51,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setattr(snapshot, 'open_pool', lambda spec, run: Pool(spec, run) if spec.startswith('lvm') else
                         type('Btrfs', (), {'check': lambda self: None})())
     real = ts.ThinSnapshots
-    monkeypatch.setattr(ts, 'ThinSnapshots', lambda spec, run, **kw: real(spec, lvm, dm=dm, **kw))
+    monkeypatch.setattr(ts, 'ThinSnapshots', lambda spec, run, **kw: real(spec, lvm, dm=dm, write_marker=dm.write_marker, **kw))
     monkeypatch.setattr(snapshot, 'host_lock', contextlib.nullcontext)
     monkeypatch.setattr(lio, 'require_rtslib', lambda module: None)
     monkeypatch.setattr(lio, 'open_root', object)
