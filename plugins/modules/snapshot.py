@@ -148,7 +148,9 @@ snapshot:
       description: The WWN of the vDisk it was taken of.
       type: str
     thin_id:
-      description: Its dm-thin device id in the pool.
+      description:
+        - Its dm-thin device id in the pool. Scheduled snapshots of a vDisk that no write reached in between share
+          one (see the storage_host role's C(storage_host_snapshot_share_unchanged)).
       type: int
       sample: 8388610
 kept_as:

@@ -15,6 +15,8 @@ description:
     size, the pool's fill, and the schedule's last round (from its status file).
   - With O(space=true), also the space each snapshot uses, read from a metadata snapshot of the thin pool with
     C(thin_ls) - C(mapped_bytes) (what it maps) and C(exclusive_bytes) (what deleting it would give back).
+  - Snapshots of one vDisk with the same C(thin_id) share one thin device (a round found the vDisk unwritten since
+    its last snapshot); they show the same space, which the device frees when the last of them is deleted.
 author:
   - clusterducks maintainers (!UNKNOWN)
 extends_documentation_fragment:

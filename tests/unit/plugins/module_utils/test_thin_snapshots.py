@@ -808,7 +808,9 @@ def _sysfs(tmp_path, iostats='1', reads=5, diskseq='42'):
 
 def test_write_marker_reads_the_kernels_counts(tmp_path, monkeypatch):
     base = _sysfs(tmp_path)
-    mark = lambda: devmapper.write_marker(253, 7, '/dev/mapper/x', str(tmp_path / 'sys'), str(tmp_path / 'boot_id'))
+
+    def mark():
+        return devmapper.write_marker(253, 7, '/dev/mapper/x', str(tmp_path / 'sys'), str(tmp_path / 'boot_id'))
     assert mark() == ('b00t 42 9 72 2 16', 0)
     (base / 'inflight').write_text('       0        3\n')
     assert mark() == ('b00t 42 9 72 2 16', 3)
