@@ -21,7 +21,8 @@ in alternating pairs, "off" then "on" (or the reverse, alternating):
 Jobs (fio, libaio, O_DIRECT, new random incompressible data for every
 write): 4k random write qd16 with uniform and zipf 1.2 offsets, 4k write +
 fdatasync qd1, 1 MiB sequential write qd4; over working sets of 256 MiB and
-2 GiB; from the initiator over iSCSI and, with --local, inside the storage VM
+2 GiB; from the initiator over iSCSI and, with --local (or --where local),
+inside the storage VM
 on the thin volume itself. It prints the median and range of IOPS (MiB/s for
 1 MiB writes) and p99 latency per job, the on/off ratios, and the lowest
 1-second IOPS of each on-run (from fio's 1-second IOPS logs, kept with --json).
@@ -41,7 +42,8 @@ pairs run with --disk-cache (default: write-back, the lab's disk as it is).
 
 Rounds run as the timer runs them (see round_command).
 
-Usage: python3 benchmarks/snapshots.py [--pairs 3] [--runtime 60] [--jobs a,b] [--sets 256M,2G] [--local]
+Usage: python3 benchmarks/snapshots.py [--pairs 3] [--runtime 60] [--jobs a,b] [--sets 256M,2G]
+                                       [--local | --where remote,local]
                                        [--disk-cache write-back] [--round-vdisks 500]
                                        [--round-cache write-back,write-through]
                                        [--json FILE] [--keep]
@@ -309,6 +311,8 @@ def main():
     p.add_argument("--jobs", help="comma-separated jobs (default: all)")
     p.add_argument("--sets", default="256M,2G", help="working sets (default: 256M,2G)")
     p.add_argument("--local", action="store_true", help="also run inside the storage VM on the thin volume")
+    p.add_argument("--where", help="remote (from the initiator), local (inside the storage VM) or both, "
+                                   "comma-separated (default: remote, and local with --local)")
     p.add_argument("--round-vdisks", type=int, default=0, help="time rounds over this many more vDisks")
     p.add_argument("--disk-cache", default="write-back", choices=("write-back", "write-through"),
                    help="the pool disk's cache mode for the on/off pairs (see Bench.disk_cache)")
@@ -318,6 +322,8 @@ def main():
     p.add_argument("--json", help="write every figure (with the 1-second IOPS logs) to this file")
     p.add_argument("--keep", action="store_true", help="keep the VMs afterwards")
     args = p.parse_args()
+    if args.where and not set(args.where.split(",")) <= {"remote", "local"}:
+        p.error("--where takes remote, local or both (comma-separated)")
     if not set(args.round_cache.split(",")) <= {"write-back", "write-through"}:
         p.error("--round-cache takes write-back, write-through or both (comma-separated)")
     jobs = args.jobs.split(",") if args.jobs else list(JOBS)
@@ -329,7 +335,7 @@ def main():
     try:
         bench = Bench(args)
         results["accel"] = bench.accel
-        wheres = ["remote"] + (["local"] if args.local else [])
+        wheres = args.where.split(",") if args.where else ["remote"] + (["local"] if args.local else [])
         for where in wheres:
             for working_set in sets:
                 for job in jobs:

@@ -178,6 +178,11 @@ def _probe(path):
         os.close(fd)
 
 
+# Whether this kernel counts a device's I/O with its queue/iostats flag off:
+# one probe per process tells, for every device of the same driver.
+_COUNTS_WITHOUT_FLAG = {}
+
+
 def write_marker(major, minor, node, sys_dev_block=SYS_DEV_BLOCK, boot_id=BOOT_ID):
     """(marker, writes in flight) of block device ``major:minor`` (device node ``node``), or None.
 
@@ -188,7 +193,11 @@ def write_marker(major, minor, node, sys_dev_block=SYS_DEV_BLOCK, boot_id=BOOT_I
     the device in between. None when that cannot be told: no disk sequence,
     or the device's I/O is not counted (``queue/iostats`` 0 and a read of it
     not counted either; Linux 6.1's bio-based device-mapper counts whatever
-    that flag says, later kernels follow it).
+    that flag says, later kernels follow it). Whether the flag is followed is
+    the kernel's (its driver's), not the device's: the first device found
+    with the flag off is probed, once per process, for all (where the flag is
+    followed, a device with it off counts nothing, so a probe can not be
+    counted by mistake).
     """
     base = '%s/%d:%d/' % (sys_dev_block, major, minor)
     try:
@@ -200,8 +209,10 @@ def write_marker(major, minor, node, sys_dev_block=SYS_DEV_BLOCK, boot_id=BOOT_I
         inflight = _read(base + 'inflight').split()
         stat = _read(base + 'stat').split()
         if not counted:
-            _probe(node)
-            counted = int(_read(base + 'stat').split()[0]) > int(stat[0])
+            if major not in _COUNTS_WITHOUT_FLAG:
+                _probe(node)
+                _COUNTS_WITHOUT_FLAG[major] = int(_read(base + 'stat').split()[0]) > int(stat[0])
+            counted = _COUNTS_WITHOUT_FLAG[major]
     except (OSError, ValueError, IndexError):
         return None
     if not counted or len(inflight) != 2 or len(stat) < 14 or not seq:

@@ -814,12 +814,22 @@ def test_write_marker_reads_the_kernels_counts(tmp_path, monkeypatch):
     assert mark() == ('b00t 42 9 72 2 16', 0)
     (base / 'inflight').write_text('       0        3\n')
     assert mark() == ('b00t 42 9 72 2 16', 3)
-    # iostats off: trusted only if a read of the device is counted anyway (Linux 6.1's device-mapper)
+    # iostats off: trusted only if a read of the device is counted anyway (Linux 6.1's device-mapper),
+    # probed once per process and driver (major)
+    probes = []
+
+    def probe(node):
+        probes.append(node)
+        _sysfs(tmp_path, iostats='0', reads=6)
+    monkeypatch.setattr(devmapper, '_COUNTS_WITHOUT_FLAG', {})
     _sysfs(tmp_path, iostats='0')
-    monkeypatch.setattr(devmapper, '_probe', lambda node: _sysfs(tmp_path, iostats='0', reads=6))
+    monkeypatch.setattr(devmapper, '_probe', probe)
     assert mark() == ('b00t 42 9 72 2 16', 0)
+    assert mark() == ('b00t 42 9 72 2 16', 0) and probes == ['/dev/mapper/x']
+    monkeypatch.setattr(devmapper, '_COUNTS_WITHOUT_FLAG', {})
     _sysfs(tmp_path, iostats='0')
     monkeypatch.setattr(devmapper, '_probe', lambda node: None)
+    assert mark() is None
     assert mark() is None
     _sysfs(tmp_path, diskseq=None)
     (base / 'diskseq').unlink()
