@@ -625,6 +625,7 @@ def test_prometheus_lines(env):
     assert 'vdisk_snapshot_count{vdisk="node02"} 1' in text
     assert 'vdisk_snapshot_rounds_failed_total 0' in text
     assert 'vdisk_snapshot_last_round_success 1' in text
+    assert 'vdisk_snapshot_last_round_unchanged 0' in text
     assert 'vdisk_pool_data_free_percent{pool="%s"} 90.00' % POOL in text
     assert '# TYPE vdisk_snapshot_rounds_total counter' in text
     assert sched.prometheus(None, 0) == []
@@ -653,6 +654,8 @@ def test_an_unwritten_vdisk_gets_an_entry_sharing_its_last_snapshot(env):
     del env.dm.log[:]
     second = _round(env, config, 1, write=False)
     assert second['created'] == 3 and second['unchanged'] == 3 and second['result'] == 'ok'
+    status = sched.write_status(config, second, env.open(), env.clock.now)
+    assert 'vdisk_snapshot_last_round_unchanged 3' in sched.prometheus(status, env.clock.now)
     assert env.dm.log == []  # no suspend, no message: no pool commit
     snaps = env.open()
     for vdisk in ('node01', 'node02', 'node03'):
