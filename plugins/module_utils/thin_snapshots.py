@@ -368,9 +368,11 @@ class ThinSnapshots(object):
                     if cursor.rowcount == 1:
                         shared.append(vdisk)
             todo = [v for v in todo if v not in shared]
-        ids = self._free_ids(len(todo))
         with self.db:
-            self.db.execute('BEGIN')
+            # Ids are chosen and taken in one write transaction: a clone or another run choosing at the
+            # same time waits for it and sees them taken (entries may share ids, so no constraint would).
+            self.db.execute('BEGIN IMMEDIATE')
+            ids = self._free_ids(len(todo))
             self.db.executemany(
                 'INSERT INTO snapshot VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
                 [(v, name, i, volumes[v]['wwn'], volumes[v]['size_bytes'], now, kind, 'creating', parent)
@@ -389,9 +391,9 @@ class ThinSnapshots(object):
                     # The pool has a device of this id the catalog does not name (``audit``: leaked).
                     # Left alone (it is not known whose it is); the snapshot takes another id.
                     taken.add(thin_id)
-                    thin_id = self._free_ids(1, avoid=taken | set(ids))[0]
                     with self.db:
-                        self.db.execute('BEGIN')
+                        self.db.execute('BEGIN IMMEDIATE')
+                        thin_id = self._free_ids(1, avoid=taken | set(ids))[0]
                         self.db.execute('UPDATE snapshot SET thin_id = ? WHERE vdisk = ? AND name = ?',
                                         (thin_id, vdisk, name))
         with self.db:
@@ -545,9 +547,9 @@ class ThinSnapshots(object):
         if ttype != 'thin' or len(fields) < 2:
             raise SnapshotError('vDisk %s: unexpected device-mapper table %s %s' % (vdisk, ttype, params))
         pool_dev = fields[0]
-        temp = self._free_ids(1)[0]
         with self.db:
-            self.db.execute('BEGIN')
+            self.db.execute('BEGIN IMMEDIATE')
+            temp = self._free_ids(1)[0]
             self.db.execute('INSERT INTO rollback_temp VALUES (?, ?)', (vdisk, temp))
         self._message('create_snap %d %d' % (temp, snap.thin_id))
         # 1. The device serves the snapshot's content (the copy); the origin's id is no longer open.
@@ -580,9 +582,9 @@ class ThinSnapshots(object):
         self._activate_pool()
         clone = self.get(vdisk, clone_name)
         if clone is None:
-            thin_id = self._free_ids(1)[0]
             with self.db:
-                self.db.execute('BEGIN')
+                self.db.execute('BEGIN IMMEDIATE')
+                thin_id = self._free_ids(1)[0]
                 self.db.execute('INSERT INTO snapshot VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
                                 (vdisk, clone_name, thin_id, snap.wwn, snap.size_bytes, self.clock(), 'clone',
                                  'creating', name))

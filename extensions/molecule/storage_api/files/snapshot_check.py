@@ -119,19 +119,27 @@ def consistency(vdisk, acks_path, since, margin):
 
 def watch(vdisk, out, since):
     import time
-    done = set()
+    done, tries = set(), {}
     if os.path.exists(out):
         with open(out) as f:
             done = set(json.loads(line)['snapshot'] for line in f if line.strip())
     while True:
         last_pass = os.path.exists(out + '.stop')
         for snap in scheduled(vdisk):
-            if snap['name'] in done or epoch(snap['created']) < since:
+            # A round lists its snapshots as 'creating' until every vDisk of the round is done: not yet.
+            if snap['name'] in done or epoch(snap['created']) < since or snap['state'] != 'ready':
                 continue
             try:
                 entry = check_one(vdisk, snap)
-            except subprocess.CalledProcessError as exc:  # deleted before it was checked: a gap, reported
-                entry = {'snapshot': snap['name'], 'created': epoch(snap['created']), 'error': str(exc)}
+            except subprocess.CalledProcessError as exc:
+                # Tried again in the next passes; then (or deleted before it was checked) a gap, reported.
+                tries[snap['name']] = tries.get(snap['name'], 0) + 1
+                subprocess.run([SNAPSHOTS, 'drop-clone', vdisk, 'check-' + snap['name'][len('auto-'):]],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                if tries[snap['name']] < 3 and not last_pass:
+                    continue
+                entry = {'snapshot': snap['name'], 'created': epoch(snap['created']),
+                         'error': '%s: %s' % (exc, (exc.stderr or '').strip()[-300:])}
             with open(out, 'a') as f:
                 f.write(json.dumps(entry) + '\n')
             done.add(snap['name'])

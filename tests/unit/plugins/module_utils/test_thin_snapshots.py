@@ -838,3 +838,29 @@ def test_write_marker_reads_the_kernels_counts(tmp_path, monkeypatch):
     (base / 'diskseq').unlink()
     assert mark() is None
     assert devmapper.write_marker(253, 8, '/dev/mapper/x', str(tmp_path / 'sys'), str(tmp_path / 'boot_id')) is None
+
+
+def test_ids_are_chosen_and_taken_in_one_transaction(env, monkeypatch):
+    """A clone choosing an id while a round chooses its own waits, then takes another (entries may share ids, so
+    no UNIQUE constraint catches a collision any more)."""
+    import sqlite3
+    env.dm.create = lambda *args, **kwargs: None
+    round_, other = env.open(), env.open()
+    other.db.execute('PRAGMA busy_timeout = 50')
+    blocked = []
+    choose = round_._free_ids
+
+    def free_ids(count, avoid=()):
+        ids = choose(count, avoid)
+        try:  # another process, right now
+            other.clone('node01', 'first', 'look')
+        except sqlite3.OperationalError as exc:
+            blocked.append(str(exc))
+        return ids
+    round_.create(['node01'], 'first')
+    monkeypatch.setattr(round_, '_free_ids', free_ids)
+    created, failures = round_.create(['node02'], 'second')
+    assert failures == {} and blocked and 'locked' in blocked[0]
+    clone_path = other.clone('node01', 'first', 'look')  # after the round: another id
+    clone = other.get('node01', 'look')
+    assert clone.thin_id != created['node02'].thin_id and clone_path.endswith(str(clone.thin_id))
