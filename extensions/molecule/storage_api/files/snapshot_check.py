@@ -26,6 +26,12 @@
       first one left of each of the last MINUTELY minutes and of each of the
       last HOURLY hours. --every-minute: and each of those minutes has one (no
       round was skipped).
+  snapshot_check.py markers DM_NAME OUT
+      Until OUT.stop exists: every 2 s, the write marker a round would read
+      of device-mapper device DM_NAME (devmapper.write_marker: boot, disk
+      sequence, writes and discards with their sectors; and writes in
+      flight; and the live table), appended to OUT with the time whenever it changes: what
+      reached a vDisk between two rounds, for the unchanged-vDisk test.
 
 Prints JSON; exits 1 if a check fails.
 """
@@ -189,6 +195,25 @@ def counts(vdisk, minutely, hourly, strict):
     return 0 if result['ok'] else 1
 
 
+def markers(dm_name, out):
+    sys.path.insert(0, '/usr/lib/clusterducks-vdisk')
+    import time
+    from vdisk_snapshots import devmapper
+    last = None
+    while not os.path.exists(out + '.stop'):
+        dm = devmapper.DeviceMapper()
+        info = dm.info(dm_name)
+        now = None
+        if info['exists']:
+            now = (devmapper.write_marker(info['major'], info['minor'], '/dev/mapper/' + dm_name), dm.table(dm_name))
+        if now != last:
+            with open(out, 'a') as f:
+                f.write('%s %s\n' % (time.strftime('%H:%M:%S'), now))
+            last = now
+        time.sleep(2)
+    return 0
+
+
 def main(argv):
     if len(argv) == 4 and argv[0] == 'watch':
         return watch(argv[1], argv[2], float(argv[3]))
@@ -198,6 +223,8 @@ def main(argv):
         return consistency(argv[1], argv[2], float(argv[3]), float(argv[4]))
     if len(argv) in (4, 5) and argv[0] == 'counts':
         return counts(argv[1], int(argv[2]), int(argv[3]), argv[4:] == ['--every-minute'])
+    if len(argv) == 3 and argv[0] == 'markers':
+        return markers(argv[1], argv[2])
     sys.stderr.write(__doc__)
     return 2
 
