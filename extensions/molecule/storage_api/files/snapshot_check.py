@@ -29,9 +29,10 @@
   snapshot_check.py markers DM_NAME OUT
       Until OUT.stop exists: every 2 s, the write marker a round would read
       of device-mapper device DM_NAME (devmapper.write_marker: boot, disk
-      sequence, writes and discards with their sectors; and writes in
-      flight; and the live table), appended to OUT with the time whenever it changes: what
-      reached a vDisk between two rounds, for the unchanged-vDisk test.
+      sequence, writes and discards with their sectors, writes in flight;
+      and the live table), appended to OUT with the time whenever it
+      changes: what reached a vDisk between two rounds, for the
+      unchanged-vDisk test.
 
 Prints JSON; exits 1 if a check fails.
 """
