@@ -44,9 +44,12 @@ fi
 
 # Build (or find cached) the lab image once, before scenarios boot VMs from it.
 stage lab-image python3 lab/cdlab image
+# profile_tasks stamps every task with the time (and lists the slowest at the
+# end), so a stage log tells where a scenario's minutes went.
 for scenario in extensions/molecule/*/molecule.yml; do
     name=$(basename "$(dirname "$scenario")")
-    stage "scenario $name" molecule test -s "$name"
+    stage "scenario $name" env ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks PROFILE_TASKS_TASK_OUTPUT_LIMIT=25 \
+        molecule test -s "$name"
 done
 
 # Why a stage failed, in a few lines: a CI log may keep only the last 25 or so.
