@@ -23,6 +23,11 @@ stage() {
     echo "=== $name: $*"
     "$@" 2>&1 | tee "$logdir/${name// /_}.log"
     rc=${PIPESTATUS[0]}
+    record "$name" "$rc" "$start"
+}
+
+record() {
+    local name=$1 rc=$2 start=$3
     # pytest exits 5 when it collected nothing: a suite that ran no test has failed.
     if [ "$rc" -eq 5 ]; then echo "=== $name: no tests were collected"; fi
     if [ "$rc" -eq 0 ]; then
@@ -33,6 +38,26 @@ stage() {
         failures+=("$name")
         echo "=== $name: FAILED (exit $rc) in $(($(date +%s) - start)) s"
     fi
+}
+
+# A stage that runs beside the next ones, its output in its log only (two
+# scenarios' lines interleaved would be unreadable); finish_beside waits for
+# it, shows its last lines and records it.
+beside_pid=
+start_beside() {
+    beside_name=$1; shift
+    beside_start=$(date +%s)
+    echo "=== $beside_name, beside the next stage (its log: $logdir/${beside_name// /_}.log): $*"
+    ( "$@" > "$logdir/${beside_name// /_}.log" 2>&1; echo $? > "$logdir/${beside_name// /_}.rc" ) &
+    beside_pid=$!
+}
+
+finish_beside() {
+    [ -n "$beside_pid" ] || return 0
+    wait "$beside_pid"
+    beside_pid=
+    tail -n 30 "$logdir/${beside_name// /_}.log"
+    record "$beside_name" "$(cat "$logdir/${beside_name// /_}.rc")" "$beside_start"
 }
 
 if [ "${1:-}" != lab ]; then
@@ -46,11 +71,24 @@ fi
 stage lab-image python3 lab/cdlab image
 # profile_tasks stamps every task with the time (and lists the slowest at the
 # end), so a stage log tells where a scenario's minutes went.
+profiled=(env ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks PROFILE_TASKS_TASK_OUTPUT_LIMIT=25)
+# storage_host runs beside storage_api, the longest scenario, which spends its
+# time in one guest at a time (a role run at 3-4 s a task under TCG, then its
+# ten-minute window) and leaves a host core idle; no device boots in either
+# (device_boot, whose boots starve each other, runs alone).
+# CDVDISK_SCENARIOS_IN_SERIES=1 runs them one after the other.
+beside_of=storage_api beside=storage_host
+if [ -n "${CDVDISK_SCENARIOS_IN_SERIES:-}" ]; then beside=; fi
 for scenario in extensions/molecule/*/molecule.yml; do
     name=$(basename "$(dirname "$scenario")")
-    stage "scenario $name" env ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks PROFILE_TASKS_TASK_OUTPUT_LIMIT=25 \
-        molecule test -s "$name"
+    if [ "$name" = "$beside" ]; then continue; fi
+    if [ "$name" = "$beside_of" ] && [ -n "$beside" ]; then
+        # Its own ANSIBLE_HOME: two Molecule runs must not install the collection into one at once.
+        start_beside "scenario $beside" "${profiled[@]}" ANSIBLE_HOME="$logdir/ansible-home" molecule test -s "$beside"
+    fi
+    stage "scenario $name" "${profiled[@]}" molecule test -s "$name"
 done
+finish_beside
 
 # Why a stage failed, in a few lines: a CI log may keep only the last 25 or so.
 # For Ansible, each failure not followed by "...ignoring", with its task name;
