@@ -76,11 +76,15 @@ profiled=(env ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks PROFILE_TASK
 # time in one guest at a time (a role run at 3-4 s a task under TCG, then its
 # ten-minute window) and leaves a host core idle; no device boots in either
 # (device_boot, whose boots starve each other, runs alone).
-# CDVDISK_SCENARIOS_IN_SERIES=1 runs them one after the other.
+# CDVDISK_SCENARIOS_IN_SERIES=1 runs them one after the other;
+# CDVDISK_SCENARIOS="storage_api storage_host" runs only those.
 beside_of=storage_api beside=storage_host
 if [ -n "${CDVDISK_SCENARIOS_IN_SERIES:-}" ]; then beside=; fi
+only=" ${CDVDISK_SCENARIOS:-} "
+if [ "$only" != "  " ] && [[ $only != *" $beside_of "* || $only != *" $beside "* ]]; then beside=; fi
 for scenario in extensions/molecule/*/molecule.yml; do
     name=$(basename "$(dirname "$scenario")")
+    if [ "$only" != "  " ] && [[ $only != *" $name "* ]]; then continue; fi
     if [ "$name" = "$beside" ]; then continue; fi
     if [ "$name" = "$beside_of" ] && [ -n "$beside" ]; then
         # Its own ANSIBLE_HOME: two Molecule runs must not install the collection into one at once.
