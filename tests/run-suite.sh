@@ -27,16 +27,16 @@ stage() {
 }
 
 record() {
-    local name=$1 rc=$2 start=$3
+    local name=$1 rc=$2 start=$3 end=${4:-$(date +%s)}
     # pytest exits 5 when it collected nothing: a suite that ran no test has failed.
     if [ "$rc" -eq 5 ]; then echo "=== $name: no tests were collected"; fi
     if [ "$rc" -eq 0 ]; then
         passed=$((passed + 1))
-        echo "=== $name: PASSED in $(($(date +%s) - start)) s"
+        echo "=== $name: PASSED in $((end - start)) s"
     else
         failed=$((failed + 1))
         failures+=("$name")
-        echo "=== $name: FAILED (exit $rc) in $(($(date +%s) - start)) s"
+        echo "=== $name: FAILED (exit $rc) in $((end - start)) s"
     fi
 }
 
@@ -48,7 +48,7 @@ start_beside() {
     beside_name=$1; shift
     beside_start=$(date +%s)
     echo "=== $beside_name, beside the next stage (its log: $logdir/${beside_name// /_}.log): $*"
-    ( "$@" > "$logdir/${beside_name// /_}.log" 2>&1; echo $? > "$logdir/${beside_name// /_}.rc" ) &
+    ( "$@" > "$logdir/${beside_name// /_}.log" 2>&1; echo "$? $(date +%s)" > "$logdir/${beside_name// /_}.rc" ) &
     beside_pid=$!
 }
 
@@ -57,7 +57,9 @@ finish_beside() {
     wait "$beside_pid"
     beside_pid=
     tail -n 30 "$logdir/${beside_name// /_}.log"
-    record "$beside_name" "$(cat "$logdir/${beside_name// /_}.rc")" "$beside_start"
+    local rc end
+    read -r rc end < "$logdir/${beside_name// /_}.rc"
+    record "$beside_name" "$rc" "$beside_start" "$end"
 }
 
 if [ "${1:-}" != lab ]; then
