@@ -7,11 +7,14 @@
       result to OUT (JSON lines). Each snapshot is checked within seconds of
       being taken, so the guard test may delete it afterwards. Ends after one
       more pass once OUT.stop exists.
-  snapshot_check.py bounds OUT ACKS MARGIN MINUTES
+  snapshot_check.py bounds OUT ACKS MARGIN MINUTES [VDISK]
       The watched snapshots against the acknowledgements: every one mounted
       clean and holds a gapless prefix of the log with every record
       acknowledged by T - MARGIN and none written after T + MARGIN (see
       below); they cover at least MINUTES consecutive minutes, one each.
+      With VDISK: a minute whose snapshot the free-space guard deleted before
+      the watcher reached it (the guard's journal names it) is no gap; such
+      snapshots are listed apart, unchecked. Any other missing minute is.
   snapshot_check.py consistency VDISK ACKS SINCE MARGIN
       Every scheduled snapshot of VDISK taken after SINCE: clone it, mount the
       clone (XFS replays its log, as after a power-cut), count the intact
@@ -37,8 +40,10 @@
 Prints JSON; exits 1 if a check fails.
 """
 
+import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -155,16 +160,48 @@ def watch(vdisk, out, since):
         time.sleep(3)
 
 
-def bounds(out, acks_path, margin, minutes):
+GUARD_DELETED_RE = re.compile(r'guard: .* deleted \d+ oldest scheduled snapshots, now [^:]*: (.*)$')
+
+
+def guard_deleted(vdisk, lines):
+    """The names of VDISK's snapshots that the guard's journal lines say it deleted."""
+    names = []
+    for line in lines:
+        m = GUARD_DELETED_RE.search(line)
+        if m:
+            names += [ref.split('@', 1)[1] for ref in m.group(1).split() if ref.startswith(vdisk + '@')]
+    return names
+
+
+def guard_journal():
+    # The guard's timer or a round's guard, whichever found the pool over the line.
+    return sh(['journalctl', '-q', '-o', 'cat', '-u', 'clusterducks-vdisk-snapshot-guard',
+               '-u', 'clusterducks-vdisk-snapshot']).splitlines()
+
+
+def name_minute(name):
+    """auto-20261204T154004Z -> its minute since the epoch (UTC)."""
+    stamp = datetime.datetime.strptime(name[len('auto-'):], '%Y%m%dT%H%M%SZ')
+    return int(stamp.replace(tzinfo=datetime.timezone.utc).timestamp()) // 60
+
+
+def bounds(out, acks_path, margin, minutes, vdisk=None, journal=guard_journal):
     acks = read_acks(acks_path)
     with open(out) as f:
         entries = sorted((json.loads(line) for line in f if line.strip()), key=lambda e: e['created'])
     verdicts = [judge(e, acks, margin) for e in entries]  # every entry gets its bounds
     ok = all(verdicts)
-    covered = [e['created'] // 60 for e in entries]
-    consecutive = covered == list(range(covered[0], covered[0] + len(covered))) if covered else False
+    checked = set(e['snapshot'] for e in entries)
+    first = entries[0]['created'] // 60 if entries else None
+    # Deleted by the guard before the watcher reached it: taken, so no gap in the schedule, but not checked.
+    unchecked = sorted(set(n for n in guard_deleted(vdisk, journal()) if n not in checked
+                           and first is not None and name_minute(n) >= first)) if vdisk else []
+    minutes_checked = [e['created'] // 60 for e in entries]
+    covered = sorted(set(minutes_checked) | set(name_minute(n) for n in unchecked))
+    consecutive = bool(covered) and len(set(minutes_checked)) == len(minutes_checked) \
+        and covered == list(range(covered[0], covered[-1] + 1))
     result = {'checked': len(entries), 'consecutive_minutes': consecutive, 'all_consistent': ok,
-              'snapshots': entries}
+              'deleted_by_guard_unchecked': unchecked, 'snapshots': entries}
     result['ok'] = ok and consecutive and len(entries) >= minutes
     print(json.dumps(result))
     return 0 if result['ok'] else 1
@@ -219,7 +256,7 @@ def main(argv):
     if len(argv) == 4 and argv[0] == 'watch':
         return watch(argv[1], argv[2], float(argv[3]))
     if len(argv) == 5 and argv[0] == 'bounds':
-        return bounds(argv[1], argv[2], float(argv[3]), int(argv[4]))
+        return bounds(argv[1], argv[2], float(argv[3]), int(argv[4]), *argv[5:6])
     if len(argv) == 5 and argv[0] == 'consistency':
         return consistency(argv[1], argv[2], float(argv[3]), float(argv[4]))
     if len(argv) in (4, 5) and argv[0] == 'counts':
