@@ -50,3 +50,16 @@ def bounds(tmp_path, checked, journal, vdisk='log', minutes=5):
 ])
 def test_which_missing_minutes_are_gaps(tmp_path, capsys, checked, journal, vdisk, rc):
     assert bounds(tmp_path, checked, journal, vdisk) == rc, capsys.readouterr().out
+
+
+def test_the_command_line_takes_the_vdisk(tmp_path, monkeypatch, capsys):
+    """The verify runs `bounds OUT ACKS MARGIN MINUTES log`: main must hand the vDisk on (it printed its usage)."""
+    out = tmp_path / 'checks.jsonl'
+    out.write_text(''.join(json.dumps({'snapshot': 'x%d' % t, 'created': t, 'mounted': True, 'xfs_repair_clean': True,
+                                       'records': 10}) + '\n' for t in TAKEN[:5] + TAKEN[6:]))
+    (tmp_path / 'acks').write_text('')
+    monkeypatch.setattr(sc, 'judge', lambda entry, acks, margin: True)
+    monkeypatch.setattr(sc, 'guard_journal', lambda: GUARD)
+    monkeypatch.setattr(sc.bounds, '__defaults__', (None, sc.guard_journal))
+    assert sc.main(['bounds', str(out), str(tmp_path / 'acks'), '2', '5', 'log']) == 0
+    assert json.loads(capsys.readouterr().out)['consecutive_minutes'] is True

@@ -255,7 +255,7 @@ def markers(dm_name, out):
 def main(argv):
     if len(argv) == 4 and argv[0] == 'watch':
         return watch(argv[1], argv[2], float(argv[3]))
-    if len(argv) == 5 and argv[0] == 'bounds':
+    if len(argv) in (5, 6) and argv[0] == 'bounds':
         return bounds(argv[1], argv[2], float(argv[3]), int(argv[4]), *argv[5:6])
     if len(argv) == 5 and argv[0] == 'consistency':
         return consistency(argv[1], argv[2], float(argv[3]), float(argv[4]))
