@@ -231,7 +231,7 @@ def diff_entry(target, before, after):
 
 
 class CopyTree:
-    """One walk plans the copy; apply() carries out exactly that plan."""
+    """One walk (plan) finds what differs; run() carries out exactly that plan, or only reports it in check mode."""
 
     def __init__(self, module):
         self.module = module
@@ -333,7 +333,11 @@ class CopyTree:
         return result
 
     def write(self, path):
-        """Atomically: the file appears whole, with its owner and mode, or not at all."""
+        """Atomically: the file appears whole, with its owner and mode, or not at all.
+
+        Not module_utils/atomic.write_atomic: that takes an octal mode and a gid, and copy_tree's owner, group and
+        (symbolic) mode go through AnsibleModule's own attribute setter, as in ansible.builtin.copy.
+        """
         data, executable = self.files[path]
         target = os.path.join(self.dest, path)
         fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(target), dir=os.path.dirname(target))
