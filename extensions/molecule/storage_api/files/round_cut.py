@@ -73,6 +73,7 @@ def freeze(on):
 
 
 def main(phase):
+    # Imported here, not at the top: the unit tests load this file on a host without the package.
     from vdisk_snapshots import devmapper  # the storage host's own copy
     vdisks = sorted(d for d in os.listdir(META) if os.path.exists(os.path.join(META, d, 'vdisk.json')))
     names = dict((devmapper.dm_name('vdisks', 'vdisk-' + v), v) for v in vdisks)
