@@ -19,6 +19,10 @@ printf 'LABEL=cdlab-root / ext4 defaults,noatime 0 1\n' > "$root/etc/fstab"
 # A fresh machine-id at every first boot of a VM, not one shared by all.
 : > "$root/etc/machine-id"
 
+# Root's bytecode cache for zip imports (overlay/usr/lib/python3/dist-packages/
+# cdlab_zipimport_cache.py says why): root's alone, so only root puts code in it.
+install -d -m 0700 "$root/var/cache/cdlab-zipimport"
+
 chroot "$root" systemctl enable systemd-networkd.service systemd-network-generator.service
 # Nothing in the lab waits for "online": the storage NIC is static and the
 # management NIC only carries SSH. Timers and first-boot jobs only cost boot time.
