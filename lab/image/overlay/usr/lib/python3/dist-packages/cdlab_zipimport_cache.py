@@ -61,5 +61,6 @@ def cached_compile_source(pathname, source, cache=CACHE):
             os.unlink(tmp)
     return code
 
+
 if os.geteuid() == 0 and os.path.isdir(CACHE):
     zipimport._compile_source = cached_compile_source  # pylint: disable=protected-access
