@@ -26,10 +26,14 @@ install -d -m 0700 "$root/var/cache/cdlab-zipimport"
 chroot "$root" systemctl enable systemd-networkd.service systemd-network-generator.service
 # Nothing in the lab waits for "online": the storage NIC is static and the
 # management NIC only carries SSH. Timers and first-boot jobs only cost boot time.
+# dpkg-db-backup.timer is Persistent and daily: it ran at every VM's first boot.
+# modprobe@drm.service loads a 600 KiB module (early KMS) that no lab VM, which
+# has no display, uses; overlay/etc/modprobe.d/ keeps udev from loading other
+# unused drivers.
 chroot "$root" systemctl mask \
     systemd-networkd-wait-online.service \
     apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer \
-    fstrim.timer e2scrub_reap.service
+    fstrim.timer e2scrub_reap.service dpkg-db-backup.timer modprobe@drm.service
 # nginx-light is in the image for the storage API's front, which is a unit of
 # its own. Debian's nginx.service (a default site on port 80) is not wanted on
 # any lab VM, and fails to start on a kernel booted with ipv6.disable=1.
