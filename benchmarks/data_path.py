@@ -13,6 +13,9 @@ partitions of that disk, each a 1 GiB LUN of one iSCSI target:
   loop-lazytime  the same on a btrfs mounted with lazytime (an fsync of a
                  file whose only change is its mtime need not log the inode)
   lvm-thin       an LVM thin volume (64 KiB chunks, zeroing off) as block
+  lvm-thin-wt    another thin volume of that pool as fileio on the device,
+                 write-back off, AIO off: write-through (every write O_DSYNC,
+                 so the thin pool commits its mappings before LIO answers)
   zvol-4k/16k    ZFS zvols with volblocksize 4K and 16K as block
   raw            a partition of the raw virtio disk as block: the ceiling
 
@@ -34,8 +37,16 @@ It prints median and range (min-max) per job, the remote figures as a share
 of `raw`, the local ones, and the attributes LIO reports for each export
 (emulate_write_cache, block size, queue depth, max sectors).
 
+--restart-probe N: N times per candidate, the initiator writes 4 KiB blocks
+(O_DIRECT, no flush) into fresh 64 KiB chunks every 20 ms; thin volumes get a
+snapshot first, as the 1-minute schedule does, so every write is a first write
+after a snapshot. The storage VM is killed and booted; once the target is back
+the initiator writes 10 more, flushes (fsync of the LUN: a SYNCHRONIZE CACHE
+the restarted target answers), and reads every completed block back. It
+counts the writes the storage lost although the flush after them succeeded.
+
 Usage: python3 benchmarks/data_path.py [--reps 3] [--runtime 10] [--only a,b] [--jobs x,y] [--no-local]
-                                      [--no-perf] [--cuts 5] [--grow] [--json FILE] [--keep]
+                                      [--no-perf] [--cuts 5] [--restart-probe 3] [--grow] [--json FILE] [--keep]
 """
 
 import argparse
@@ -65,7 +76,8 @@ CANDIDATES = {
     "loop-btrfs": ("block", "loopdev $(mkfile loop)", "grow_file loop && losetup -c $(loopdev $(mkfile loop))"),
     "loop-lazytime": ("block", "loopdev $(mkfile lazy/loop)",
                       "grow_file lazy/loop && losetup -c $(loopdev $(mkfile lazy/loop))"),
-    "lvm-thin": ("block", "thinlv", "lvextend -q -L +512M cdbench/vd"),
+    "lvm-thin": ("block", "thinlv vd", "lvextend -q -L +512M cdbench/vd"),
+    "lvm-thin-wt": ("fileio-sync", "thinlv vdwt", "lvextend -q -L +512M cdbench/vdwt"),
     "zvol-4k": ("block", "zvol 4K", "zfs set volsize=1536M cdbench/vd4K"),
     "zvol-16k": ("block", "zvol 16K", "zfs set volsize=1536M cdbench/vd16K"),
     "raw": ("block", "echo ${disk}-part4", None),
@@ -88,7 +100,7 @@ loopdev() {
     local dev; dev=$(losetup -n -O NAME -j "$1" | head -n 1)
     [ -n "$dev" ] && echo $dev || losetup --direct-io=on --find --show "$1"
 }
-thinlv() { [ -e /dev/cdbench/vd ] || lvcreate -q -V 1G -T cdbench/pool -n vd >/dev/null; echo /dev/cdbench/vd; }
+thinlv() { [ -e /dev/cdbench/$1 ] || lvcreate -q -V 1G -T cdbench/pool -n $1 >/dev/null; echo /dev/cdbench/$1; }
 zvol() {
     [ -e /dev/zvol/cdbench/vd$1 ] || zfs create -V 1G -o volblocksize=$1 -o compression=off cdbench/vd$1
     udevadm settle; echo /dev/zvol/cdbench/vd$1
@@ -113,14 +125,14 @@ fi
 PREPARE = HELPERS + r"""
 [ -e /bench/ready ] && exit 0  # a lab kept by --keep: reuse it
 sgdisk --zap-all $disk >/dev/null
-sgdisk -n1:0:+5G -n2:0:+2G -n3:0:+4G -n4:0:+1G -n5:0:+2G $disk >/dev/null
+sgdisk -n1:0:+5G -n2:0:+5G -n3:0:+4G -n4:0:+1G -n5:0:+2G $disk >/dev/null
 udevadm settle
 mkfs.btrfs -q -f ${disk}-part1
 mkfs.btrfs -q -f ${disk}-part5
 mkdir -p /bench/btrfs && mount -o noatime ${disk}-part1 /bench/btrfs
 mkdir -p /bench/btrfs/lazy && mount -o noatime,lazytime ${disk}-part5 /bench/btrfs/lazy
 pvcreate -q ${disk}-part2 && vgcreate -q cdbench ${disk}-part2
-lvcreate -q --type thin-pool -L 1900M --chunksize 64k --zero n -n pool cdbench
+lvcreate -q --type thin-pool -L 4800M --chunksize 64k --zero n -n pool cdbench
 if [ "$1" = yes ]; then
     zfs_up
     zpool create -f -o ashift=12 -O atime=off cdbench ${disk}-part3
@@ -233,6 +245,8 @@ def main():
     p.add_argument("--no-perf", action="store_true", help="skip the fio jobs")
     p.add_argument("--cuts", type=int, default=0,
                    help="power-cuts of the storage VM per candidate, during fsync'd writes (default: none)")
+    p.add_argument("--restart-probe", type=int, default=0,
+                   help="storage restarts per candidate between unflushed writes and their flush (default: none)")
     p.add_argument("--grow", action="store_true", help="grow each candidate under load")
     p.add_argument("--json", help="write every figure to this file")
     p.add_argument("--keep", action="store_true", help="keep the VMs afterwards")
@@ -243,19 +257,24 @@ def main():
     unknown = set(names) - set(CANDIDATES) | set(jobs) - set(JOBS)
     if unknown:
         sys.exit("unknown candidate or job: %s" % ", ".join(sorted(unknown)))
-    print("building (or finding) the lab image and its backends variant ...", flush=True)
-    image = ["--image", sh(CDLAB + ["image", "--variant", "backends"]).strip()]
+    # The lab image has LVM and btrfs; only ZFS needs the backends variant (8 min to build).
+    variant = ["--variant", "backends"] if set(names) & set(ZFS) else []
+    print("building (or finding) the lab image%s ..." % (" and its backends variant" if variant else ""), flush=True)
+    image = ["--image", sh(CDLAB + ["image"] + variant).strip()]
 
     print("booting the storage VM and the initiator ...", flush=True)
-    sh(CDLAB + ["up", "storage", "--disk", "16G", "--memory", "2048", "--cpus", "2", "--timeout", "600"] + image)
+    sh(CDLAB + ["up", "storage", "--disk", "20G", "--memory", "2048", "--cpus", "2", "--timeout", "600"] + image)
     sh(CDLAB + ["up", "initiator", "--memory", "1024", "--cpus", "2", "--timeout", "600"])
-    results = {"runtime": args.runtime, "reps": args.reps, "remote": {}, "local": {}, "cuts": {}, "grow": {}}
+    results = {"runtime": args.runtime, "reps": args.reps, "remote": {}, "local": {}, "cuts": {}, "grow": {},
+               "restart_probe": {}}
     try:
         lab = Bench(args, names)
         results["accel"], results["attributes"] = lab.accel, lab.attrs
         if not args.no_perf:
             perf(lab, args, jobs, results)
         for name in names:
+            if args.restart_probe:
+                results["restart_probe"][name] = restart_probe(lab, name, args.restart_probe)
             if args.cuts:
                 results["cuts"][name] = durability(lab, name, args.cuts)
             if args.grow and CANDIDATES[name][2]:
@@ -314,9 +333,11 @@ class Bench(object):
                          for name in self.names}}
         return json.loads(ssh("storage", "python3 -c '%s'" % EXPORT.replace("'", "'\\''"), stdin=json.dumps(spec)))
 
-    def power_cut(self):
-        """Kill the storage VM's qemu, boot it, put every export back."""
+    def power_cut(self, when_down=None):
+        """Kill the storage VM's qemu, (run ``when_down``,) boot it, put every export back."""
         sh(CDLAB + ["kill", "storage"])
+        if when_down:
+            when_down()
         sh(CDLAB + ["start", "storage", "--timeout", "600"])
         ssh("storage", "bash -s %s" % self.zfs, stdin=REATTACH)
         self.paths = self.attach()
@@ -367,6 +388,7 @@ def durability(lab, name, cuts):
     ssh("initiator", "python3 /root/fsync_log.py write /mnt/c/log /run/acks --count 200")
     result = {"flushes_per_fsync": (lab.flushes() - before) / 200.0, "cuts": []}
     for cut in range(cuts):
+        first = int(ssh("initiator", "stat -c %s /mnt/c/log").strip()) // 4096  # this cut's first record
         ssh("initiator", "nohup python3 /root/fsync_log.py write /mnt/c/log /run/acks "
             ">/dev/null 2>/run/writer.err </dev/null & echo $! > /run/writer.pid")
         time.sleep(random.uniform(3, 20))
@@ -379,7 +401,7 @@ def durability(lab, name, cuts):
         outage = time.monotonic() - down
         ssh("initiator", "kill $(cat /run/writer.pid); sleep 1; sync; echo 3 > /proc/sys/vm/drop_caches")
         checked = json.loads(subprocess.run(CDLAB + ["ssh", "initiator", "python3 /root/fsync_log.py check "
-                                                     "/mnt/c/log /run/acks"],
+                                                     "/mnt/c/log /run/acks --from %d" % first],
                                             capture_output=True, text=True, check=False).stdout)
         checked.update(acked_at_cut=acked_at_cut, outage_s=round(outage))
         result["cuts"].append(checked)
@@ -389,6 +411,67 @@ def durability(lab, name, cuts):
     result["xfs_clean"] = repair.returncode == 0
     result["xfs_repair"] = repair.stdout[-500:]
     return result
+
+
+# The restart probe's writer (on the initiator): 4 KiB O_DIRECT writes, one
+# every 20 ms, each into its own 64 KiB chunk from BASE on, no flush; once
+# STOP exists (the storage VM is down) and 10 more have completed, one fsync
+# of the LUN, then every completed block read back.
+PROBE = r"""
+import json, mmap, os, sys, time
+dev, base, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fd = os.open(dev, os.O_RDWR | os.O_DIRECT)
+buf, back = mmap.mmap(-1, 4096), mmap.mmap(-1, 4096)
+done, after, k, t0 = [], 0, 0, time.monotonic()
+while after < 10:
+    tag = b"PROBE%08d" % k
+    buf.seek(0)
+    buf.write(tag * (4096 // len(tag)) + b"\0" * (4096 % len(tag)))
+    os.pwritev(fd, [buf], base + k * 65536)
+    done.append((k, time.monotonic() - t0))
+    after += os.path.exists(stop)
+    k += 1
+    time.sleep(0.02)
+try:
+    os.fsync(fd)
+    flushed = "ok"
+except OSError as e:
+    flushed = "failed: %s" % e
+lost = []
+for k, t in done:
+    os.preadv(fd, [back], base + k * 65536)
+    if back[:13] != b"PROBE%08d" % k:
+        lost.append(t)
+down = max(range(1, len(done)), key=lambda i: done[i][1] - done[i - 1][1])
+print(json.dumps({"written_before_cut": down, "flush_after_restart": flushed, "lost": len(lost),
+                  "lost_span_s": round(max(lost) - min(lost), 2) if lost else 0,
+                  "outage_s": round(done[down][1] - done[down - 1][1], 1)}))
+"""
+
+
+def restart_probe(lab, name, tries):
+    """Writes completed by the storage before it died, flushed after it came back: how many are gone."""
+    lun = lab.luns[name]
+    thin = CANDIDATES[name][1].startswith("thinlv")
+    lv = lab.paths[name][len("/dev/"):]
+    ssh("initiator", "cat > /root/probe.py", stdin=PROBE)
+    found = []
+    for _ in range(tries):
+        if thin:  # as the 1-minute schedule leaves it: every chunk shared with a snapshot
+            ssh("storage", "lvremove -q -y %s-probe >/dev/null 2>&1; lvcreate -q -s -n %s-probe %s >/dev/null"
+                % (lv, os.path.basename(lv), lv))
+        base = random.randrange(0, (LUN_BYTES >> 16) - 2048) << 16
+        ssh("initiator", "rm -f /run/probe.stop /run/probe.out; nohup python3 /root/probe.py %s %d /run/probe.stop "
+            ">/run/probe.out 2>&1 </dev/null &" % (lun, base))
+        time.sleep(random.uniform(2, 5))
+        lab.power_cut(when_down=lambda: ssh("initiator", "touch /run/probe.stop"))
+        out = ssh("initiator", "for _ in $(seq 300); do [ -s /run/probe.out ] && ! pgrep -f probe.py >/dev/null "
+                  "&& break; sleep 1; done; cat /run/probe.out")
+        found.append(json.loads(out.strip().splitlines()[-1]))
+        print("%s: restart probe %d/%d: %s" % (name, len(found), tries, found[-1]), flush=True)
+    if thin:
+        ssh("storage", "lvremove -q -y %s-probe >/dev/null" % lv)
+    return found
 
 
 def grow(lab, name):
@@ -406,8 +489,9 @@ def grow(lab, name):
     time.sleep(15)
     grown = subprocess.run(CDLAB + ["ssh", "storage", "bash -s"],
                            input=HELPERS + CANDIDATES[name][2], capture_output=True, text=True, check=False)
-    if CANDIDATES[name][0].startswith("fileio"):
-        # A fileio backstore has a fixed size: recreate it, as the collection does today.
+    if CANDIDATES[name][0].startswith("fileio") and not lab.paths[name].startswith("/dev/"):
+        # A fileio backstore on a file has a fixed size: recreate it, as the
+        # collection does. On a block device LIO reads the device's size.
         ssh("storage", "python3 -c '%s' %s %d" % (RECREATE.replace("'", "'\\''"), name, LUN_BYTES + (512 << 20)))
     time.sleep(5)
     ssh("initiator", "echo 1 > /sys/block/$(basename $(readlink -f %s))/device/rescan; sleep 2" % lun)
@@ -461,10 +545,20 @@ def report(results, names, jobs):
         print("power-cuts of the storage VM during fsync'd writes (XFS on the LUN):")
         for name, r in results["cuts"].items():
             lost = sum(c["acked"] - c["intact"] for c in r["cuts"])
-            print("  %-12s %d cuts, %d acknowledged records, %d lost; outage %s s; flushes per fsync %.2f; xfs %s"
-                  % (name, len(r["cuts"]), sum(c["acked"] for c in r["cuts"][-1:]), lost,
+            spanning = sum(not o["intact"] for c in r["cuts"] for o in c.get("outages", []))
+            print("  %-12s %d cuts, %d acknowledged records, %d lost (%d of them spanning a cut); outage %s s; "
+                  "flushes per fsync %.2f; xfs %s"
+                  % (name, len(r["cuts"]), sum(c["acked"] for c in r["cuts"][-1:]), lost, spanning,
                      "/".join(str(c["outage_s"]) for c in r["cuts"]), r["flushes_per_fsync"],
                      "clean" if r["xfs_clean"] else "NOT clean"))
+    if results["restart_probe"]:
+        print()
+        print("restart probe: unflushed 4k writes every 20 ms, the storage VM killed and booted, then a flush:")
+        for name, tries in results["restart_probe"].items():
+            print("  %-12s %d tries; completed before the cut %s; lost %s (spanning %s s); flush after the restart %s"
+                  % (name, len(tries), "/".join(str(t["written_before_cut"]) for t in tries),
+                     "/".join(str(t["lost"]) for t in tries), "/".join(str(t["lost_span_s"]) for t in tries),
+                     "/".join(sorted(set(t["flush_after_restart"] for t in tries)))))
     if results["grow"]:
         print()
         print("grow by 512 MiB under four O_DIRECT writers and a reader:")

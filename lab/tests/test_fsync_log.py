@@ -18,7 +18,8 @@ def run_check(tmp_path, capsys):
 
 def test_every_acknowledged_record_is_checked(tmp_path, capsys):
     fsync_log.write(str(tmp_path / "log"), str(tmp_path / "acks"), count=20)
-    assert run_check(tmp_path, capsys) == (0, {"acked": 20, "intact": 20, "first_bad": None, "extra": 0})
+    assert run_check(tmp_path, capsys) == (0, {"acked": 20, "intact": 20, "first_bad": None, "extra": 0,
+                                               "outages": [], "bad_outside_outages": 0})
     # A second run carries on after the first.
     fsync_log.write(str(tmp_path / "log"), str(tmp_path / "acks"), count=5)
     assert run_check(tmp_path, capsys)[1]["acked"] == 25
@@ -40,7 +41,8 @@ def test_records_written_but_not_acknowledged_do_not_count(tmp_path, capsys):
     fsync_log.write(str(tmp_path / "log"), str(tmp_path / "acks"), count=3)
     with open(tmp_path / "acks", "w") as f:
         f.write("0\n1\n")  # the power went before the third ack
-    assert run_check(tmp_path, capsys) == (0, {"acked": 2, "intact": 2, "first_bad": None, "extra": 1})
+    assert run_check(tmp_path, capsys) == (0, {"acked": 2, "intact": 2, "first_bad": None, "extra": 1,
+                                               "outages": [], "bad_outside_outages": 0})
 
 
 def test_rate_limits_records_a_second(tmp_path, capsys):
@@ -49,3 +51,48 @@ def test_rate_limits_records_a_second(tmp_path, capsys):
     fsync_log.write(str(tmp_path / "log"), str(tmp_path / "acks"), count=6, rate=20)
     assert time.monotonic() - started >= 0.29  # six records, one each 50 ms
     assert run_check(tmp_path, capsys)[1]["intact"] == 6
+
+
+def write_acks(tmp_path, times):
+    with open(tmp_path / "acks", "w") as f:
+        f.writelines("%d %.6f\n" % (seq, t) for seq, t in enumerate(times))
+
+
+def damage(tmp_path, seq):
+    with open(tmp_path / "log", "r+b") as f:
+        f.seek(seq * fsync_log.BLOCK + 100)
+        f.write(b"\0")
+
+
+def test_the_record_spanning_an_outage_is_told_apart(tmp_path, capsys):
+    # Records 0-4 acknowledged 0.1 s apart, then the storage was away 45 s:
+    # record 5's fdatasync spanned the cut.
+    fsync_log.write(str(tmp_path / "log"), str(tmp_path / "acks"), count=8)
+    write_acks(tmp_path, [100.0, 100.1, 100.2, 100.3, 100.4, 145.4, 145.5, 145.6])
+    damage(tmp_path, 5)
+    rc, result = run_check(tmp_path, capsys)
+    assert rc == 1 and result["first_bad"] == 5
+    assert result["outages"] == [{"seconds": 45.0, "spanning_record": 5, "intact": False}]
+    assert result["bad_outside_outages"] == 0
+
+
+def test_a_record_acknowledged_before_the_cut_counts_in_full(tmp_path, capsys):
+    fsync_log.write(str(tmp_path / "log"), str(tmp_path / "acks"), count=8)
+    write_acks(tmp_path, [100.0, 100.1, 100.2, 100.3, 100.4, 145.4, 145.5, 145.6])
+    damage(tmp_path, 4)  # acknowledged before the cut: the storage promised it
+    damage(tmp_path, 6)  # written after the cut
+    rc, result = run_check(tmp_path, capsys)
+    assert (rc, result["bad_outside_outages"]) == (1, 2)
+    assert result["outages"] == [{"seconds": 45.0, "spanning_record": 5, "intact": True}]
+
+
+def test_gaps_before_from_are_not_outages(tmp_path, capsys):
+    # A writer stopped after record 2 and started again 30 s later (a new cut),
+    # then a 45 s outage: only the second gap is this cut's.
+    fsync_log.write(str(tmp_path / "log"), str(tmp_path / "acks"), count=7)
+    write_acks(tmp_path, [100.0, 100.1, 100.2, 130.2, 130.3, 175.3, 175.4])
+    rc = fsync_log.check(str(tmp_path / "log"), str(tmp_path / "acks"), since=3)
+    result = json.loads(capsys.readouterr().out)
+    assert rc == 0 and result["outages"] == [{"seconds": 45.0, "spanning_record": 5, "intact": True}]
+    assert fsync_log.main(["check", str(tmp_path / "log"), str(tmp_path / "acks")]) == 0
+    assert [o["spanning_record"] for o in json.loads(capsys.readouterr().out)["outages"]] == [3, 5]

@@ -9,9 +9,17 @@
       Runs until killed (or N records); --rate: at most R records a second
       (a steady load that leaves the VMs time for other tests). FILE grows, so every fdatasync also
       persists the file's size: the filesystem's log is in the test too.
-  fsync_log.py check FILE ACKS
+  fsync_log.py check FILE ACKS [--from SEQ]
       Every record up to the last acknowledged one must be intact. Prints JSON
-      {"acked", "intact", "first_bad", "extra"} and exits 1 if one is not.
+      {"acked", "intact", "first_bad", "extra", "outages", "bad_outside_outages"}
+      and exits 1 if one is not. "outages" are the gaps of more than OUTAGE_S
+      seconds between two acknowledgements from record SEQ on (a power-cut of
+      the storage: the writer waits for it), each with the record acknowledged
+      right after it: that record's fdatasync spanned the cut, so its data
+      write may have completed before the cut and its flush been answered by
+      the restarted target (docs/data-path.md, "Open"). "bad_outside_outages"
+      counts the damaged records that are not such a record: records
+      acknowledged before a cut, or written after it.
   fsync_log.py prefix FILE
       How many records from the start are intact, with no gap (the log a
       crash-consistent snapshot holds). Prints JSON {"records", "size"}.
@@ -50,27 +58,56 @@ def write(path, acks, count=None, rate=None):
         seq += 1
 
 
-def check(path, acks):
-    with open(acks, "rb") as f:
-        lines = [line.split()[0] for line in f.read().split(b"\n") if line.strip()[:1].isdigit()]
-    acked = int(lines[-1]) if lines else -1
-    intact, first_bad = 0, None
+OUTAGE_S = 10.0
+
+
+def outages(acks, since=0):
+    """[(seconds, seq)]: each gap of more than OUTAGE_S between two acknowledgements from record ``since`` on,
+    with the record acknowledged right after it."""
+    found = []
+    for (_, before), (seq, after) in zip(acks, acks[1:]):
+        if seq > since and before is not None and after is not None and after - before > OUTAGE_S:
+            found.append((round(after - before, 1), seq))
+    return found
+
+
+def read_acks(path):
+    """[(seq, time or None)] of the acknowledgement file."""
+    acks = []
+    with open(path, "rb") as f:
+        for line in f.read().split(b"\n"):
+            fields = line.split()
+            if fields and fields[0].isdigit():
+                acks.append((int(fields[0]), float(fields[1]) if len(fields) > 1 else None))
+    return acks
+
+
+def check(path, acks, since=0):
+    ack_list = read_acks(acks)
+    acked = ack_list[-1][0] if ack_list else -1
+    gaps = outages(ack_list, since)
+    spanning = set(seq for _, seq in gaps)
+    good, first_bad, bad_outside = 0, None, 0
     with open(path, "rb") as f:
         data = f.read()
     for seq in range(acked + 1):
-        record = data[seq * BLOCK:(seq + 1) * BLOCK]
-        ok = len(record) == BLOCK
-        if ok:
-            magic, number, digest = HEADER.unpack(record[:HEADER.size])
-            ok = magic == MAGIC and number == seq and hashlib.sha256(record[HEADER.size:]).digest() == digest
-        if ok:
-            intact += 1
-        elif first_bad is None:
+        if intact_at(data, seq):
+            good += 1
+            continue
+        if first_bad is None:
             first_bad = seq
-    result = {"acked": acked + 1, "intact": intact, "first_bad": first_bad,
-              "extra": max(0, len(data) // BLOCK - (acked + 1))}
+        if seq not in spanning:
+            bad_outside += 1
+    result = {"acked": acked + 1, "intact": good, "first_bad": first_bad,
+              "extra": max(0, len(data) // BLOCK - (acked + 1)),
+              "outages": [{"seconds": s, "spanning_record": seq, "intact": intact_at(data, seq)} for s, seq in gaps],
+              "bad_outside_outages": bad_outside}
     print(json.dumps(result))
     return 0 if first_bad is None else 1
+
+
+def intact_at(data, seq):
+    return intact(data[seq * BLOCK:(seq + 1) * BLOCK], seq)
 
 
 def intact(record, seq):
@@ -98,8 +135,8 @@ def main(argv):
         rate = float(argv[argv.index("--rate") + 1]) if "--rate" in argv else None
         write(argv[1], argv[2], count, rate)
         return 0
-    if len(argv) == 3 and argv[0] == "check":
-        return check(argv[1], argv[2])
+    if len(argv) in (3, 5) and argv[0] == "check" and (len(argv) == 3 or argv[3] == "--from"):
+        return check(argv[1], argv[2], int(argv[4]) if len(argv) == 5 else 0)
     sys.stderr.write(__doc__)
     return 2
 
