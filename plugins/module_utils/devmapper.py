@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import mmap
 import os
 
@@ -29,6 +30,9 @@ DM_DEVICE_INFO = 6
 DM_DEVICE_STATUS = 10
 DM_DEVICE_TABLE = 11
 DM_DEVICE_TARGET_MSG = 17
+
+
+BLKFLSBUF = 0x1261  # linux/fs.h: _IO(0x12, 97)
 
 
 class DeviceMapperError(OSError):
@@ -151,6 +155,17 @@ class DeviceMapper(object):
     def remove(self, name):
         self._run(DM_DEVICE_REMOVE, name, 'remove')
         self.lib.dm_lib_release()
+
+    def drop_cache(self, name):
+        """Write back and drop this host's page cache of device ``name`` (BLKFLSBUF, as blockdev --flushbufs)."""
+        try:
+            fd = os.open('/dev/mapper/' + name, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fcntl.ioctl(fd, BLKFLSBUF, 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise DeviceMapperError(exc.errno, 'dropping the cached blocks of %s: %s' % (name, exc.strerror))
 
 
 # --- what the kernel counted of a device's writes ---------------------------

@@ -14,7 +14,8 @@ stored for it, of the plugin its pool gives (``record.backstore``):
   (emulate_tpu, emulate_tpws), so the device's discards reach the pool and give
   space back. LIO reads a block backstore's size from its device: growing is
   the pool's lvextend and nothing here.
-- ``fileio`` (btrfs pools), write-back off and AIO off:
+- ``fileio`` (btrfs pools, and LVM thin vDisks with ``write_through``),
+  write-back off and AIO off:
   - write-back (buffered I/O) loses fsync'd data on a crash;
   - with write-back off the initiator sees no write cache and never flushes,
     and LIO's AIO path submits every write O_DIRECT *without* O_DSYNC (only FUA
@@ -23,7 +24,16 @@ stored for it, of the plugin its pool gives (``record.backstore``):
     this: XFS on the initiator found its log behind its metadata after a
     power-cut of the storage host. The synchronous path honours O_DSYNC on
     every write.
-  LIO cannot resize a fileio object: growing recreates it (``recreate``).
+  LIO cannot resize a fileio object on a file: growing recreates it
+  (``recreate``). On a block device (a write-through thin volume) LIO reads
+  the device's size, as for ``block``.
+
+  Why write-through exists for thin volumes: a block backstore shows the
+  initiator a write cache, and a storage host that dies after completing a
+  write into a new thin chunk (its mapping not yet committed) answers the
+  initiator's flush after it restarts with success; the write is gone
+  (measured: benchmarks/data_path.py --restart-probe). The fileio export's
+  O_DSYNC makes the pool commit before each write completes.
 """
 
 from __future__ import annotations
@@ -82,7 +92,7 @@ def drift(so, record):
         reasons.append('backing %s instead of %s' % (so.udev_path, record.backing))
     if reasons or so.plugin == 'block':
         return reasons
-    if so.size != record.size_bytes:
+    if not on_device(record) and so.size != record.size_bytes:
         reasons.append('size %d instead of %d' % (so.size, record.size_bytes))
     if so.write_back:
         reasons.append('write-back cache on (unsafe: loses fsync\'d writes on a crash)')
@@ -91,9 +101,14 @@ def drift(so, record):
     return reasons
 
 
+def on_device(record):
+    """Whether the vDisk's backing is a block device (LIO reads its size from it) rather than a file."""
+    return record.backing.startswith('/dev/')
+
+
 def untuned(so):
-    """{attribute: wanted value} a block backstore has wrong; set in place, no recreate."""
-    if so.plugin != 'block':
+    """{attribute: wanted value} a backstore on a thin volume has wrong; set in place, no recreate."""
+    if not so.udev_path.startswith('/dev/'):
         return {}
     return dict((k, v) for k, v in sorted(BLOCK_ATTRIBUTES.items()) if str(so.get_attribute(k)) != v)
 
@@ -104,20 +119,24 @@ def tune(so):
 
 
 def resizes_itself(record):
-    """LIO reads a block backstore's size from its device: a grow needs no recreate."""
-    return record.backstore == 'block'
+    """LIO reads a backstore's size from its block device: a grow needs no recreate."""
+    return on_device(record)
 
 
 def _make(plugin, name, dev, size, wwn):
     if plugin == 'block':
         so = lio.rtslib.BlockStorageObject(name, dev=dev, wwn=wwn)
-        try:
-            tune(so)
-        except BaseException:
-            so.delete()
-            raise
-        return so
-    return lio.rtslib.FileIOStorageObject(name, dev=dev, size=size, wwn=wwn, write_back=False, aio=False)
+    elif dev.startswith('/dev/'):
+        # rtslib ignores a size for a block device: LIO reads the device's.
+        so = lio.rtslib.FileIOStorageObject(name, dev=dev, wwn=wwn, write_back=False, aio=False)
+    else:
+        return lio.rtslib.FileIOStorageObject(name, dev=dev, size=size, wwn=wwn, write_back=False, aio=False)
+    try:
+        tune(so)
+    except BaseException:
+        so.delete()
+        raise
+    return so
 
 
 def create(record):

@@ -15,6 +15,11 @@ Backends (``open_pool`` picks one from the pool spec):
   backstore. Flushes and FUA reach the disk through dm-thin, so the initiator
   may keep a write cache; growing is ``lvextend`` with no backstore recreate;
   thin snapshots are cheap. 64 KiB chunks, zeroing off (the role makes the pool).
+  A vDisk with ``write_through`` is exported as a fileio backstore on its
+  thin volume instead, write-back and AIO off: every write is O_DSYNC, so the
+  pool commits a new chunk's mapping before LIO answers, and a storage host
+  that dies cannot take back a write it acknowledged (docs/data-path.md,
+  "Write-through").
 - a path (a mounted btrfs filesystem): one subvolume per vDisk holding a
   sparse nodatacow file exported as a fileio backstore, and ``vdisk.json``.
   The path of hosts set up before LVM thin; kept, and ``migrate_from`` moves
@@ -70,7 +75,8 @@ class PoolError(Exception):
 class VdiskRecord(object):
     """What the pool knows of one vDisk; ``backstore`` is the LIO plugin that exports it."""
 
-    def __init__(self, name, backing, size_bytes, wwn, filesystem, partitions, created=None, backstore='fileio'):
+    def __init__(self, name, backing, size_bytes, wwn, filesystem, partitions, created=None, backstore='fileio',
+                 write_through=None):
         self.name = name
         self.backing = backing
         self.size_bytes = size_bytes
@@ -79,6 +85,8 @@ class VdiskRecord(object):
         self.partitions = partitions
         self.created = created
         self.backstore = backstore
+        # Only a block backstore is write-back (fileio vDisks are synchronous: lio_backstore).
+        self.write_through = backstore != 'block' if write_through is None else write_through
 
     def to_dict(self):
         return {
@@ -91,6 +99,7 @@ class VdiskRecord(object):
             'filesystem': self.filesystem,
             'partitions': self.partitions,
             'created': self.created,
+            'write_through': self.write_through,
         }
 
 
@@ -168,6 +177,12 @@ class _Pool(object):
     """
 
     backstore = None
+    # Whether its vDisks choose between write-back and write-through (False: always write-through).
+    write_through_choice = False
+
+    def backstore_for(self, write_through):
+        """The LIO plugin that exports a vDisk of this pool with that cache mode."""
+        return self.backstore
 
     def _cmd(self, argv, what):
         rc, out, err = self.run(argv)
@@ -184,15 +199,31 @@ class _Pool(object):
             data = pool_layout.parse_metadata(json.load(f), os.path.dirname(meta))
         if data['size_bytes'] is None:
             raise PoolError('vDisk %s has metadata but its backing %s is gone' % (name, data['backing']))
+        write_through = self.write_through_of(data['write_through'])
         return VdiskRecord(data['name'], data['backing'], data['size_bytes'], data['wwn'], data['filesystem'],
-                           data['partitions'], data['created'], self.backstore)
+                           data['partitions'], data['created'], self.backstore_for(write_through), write_through)
+
+    def write_through_of(self, recorded):
+        """A vDisk's cache mode given what its vdisk.json (or a request) says."""
+        return bool(recorded) if self.write_through_choice else True
 
     def _write_metadata(self, record):
-        backing = os.path.basename(record.backing) if self.backstore == 'fileio' else record.backing
-        write_json_atomic(pool_layout.metadata_path(self.path, record.name), {
+        backing = record.backing if record.backing.startswith('/dev/') else os.path.basename(record.backing)
+        data = {
             'format_version': 1, 'name': record.name, 'wwn': record.wwn, 'filesystem': record.filesystem,
             'partitions': record.partitions, 'created': record.created, 'backing': backing,
-        }, mode=0o644)  # no secret in it; the storage API reads it
+        }
+        if self.write_through_choice and record.write_through:
+            data['write_through'] = True
+        write_json_atomic(pool_layout.metadata_path(self.path, record.name), data,
+                          mode=0o644)  # no secret in it; the storage API reads it
+
+    def set_write_through(self, record, write_through):
+        """Record the vDisk's cache mode (its backstore is lio_backstore's to change)."""
+        record.write_through = write_through
+        record.backstore = self.backstore_for(write_through)
+        self._write_metadata(record)
+        return record
 
     def list(self):
         return [self.get(name) for name in pool_layout.names(self.path, rules.VDISK_RE.fullmatch)]
@@ -208,15 +239,17 @@ class _Pool(object):
         """The vDisk's snapshots (only LVM thin pools have them)."""
         return []
 
-    def _fill_and_describe(self, name, backing, size_bytes, filesystem, partitions, wwn, created, fill):
+    def _fill_and_describe(self, name, backing, size_bytes, filesystem, partitions, wwn, created, fill,
+                           write_through=False):
         """Format the new, empty backing (or ``fill(backing)``), then write the vDisk's metadata: the last step."""
         if fill is None:
             self._format(backing, filesystem, partitions)
         else:
             fill(backing)
+        write_through = self.write_through_of(write_through)
         record = VdiskRecord(name, backing, size_bytes, wwn or str(uuid.uuid4()), filesystem, partitions,
                              created or datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
-                             self.backstore)
+                             self.backstore_for(write_through), write_through)
         os.makedirs(os.path.join(self.path, name), mode=0o755, exist_ok=True)
         self._write_metadata(record)
         return record
@@ -282,7 +315,7 @@ class _Pool(object):
 
 class BtrfsPool(_Pool):
     kind = 'btrfs'
-    backstore = 'fileio'
+    backstore = 'fileio'  # always synchronous (lio_backstore): write-through, no write-back mode
 
     def __init__(self, path, run):
         self.path = self.spec = os.path.normpath(path)
@@ -308,7 +341,8 @@ class BtrfsPool(_Pool):
                             'the subvolume by hand if it holds nothing of value' % (directory, METADATA))
         return record
 
-    def create(self, name, size_bytes, filesystem, partitions, wwn=None, created=None, fill=None):
+    def create(self, name, size_bytes, filesystem, partitions, wwn=None, created=None, fill=None,
+               write_through=False):
         """Create, format (or ``fill(backing)``) and describe a vDisk. Undoes itself if any step fails."""
         directory = self._dir(name)
         self._cmd(['btrfs', 'subvolume', 'create', directory], 'creating the subvolume')
@@ -320,7 +354,8 @@ class BtrfsPool(_Pool):
                 os.ftruncate(fd, size_bytes)  # sparse: no space used until written
             finally:
                 os.close(fd)
-            record = self._fill_and_describe(name, backing, size_bytes, filesystem, partitions, wwn, created, fill)
+            record = self._fill_and_describe(name, backing, size_bytes, filesystem, partitions, wwn, created, fill,
+                                             write_through)
         except BaseException:
             self.run(['btrfs', 'subvolume', 'delete', directory])
             raise
@@ -351,6 +386,10 @@ class LvmThinPool(_Pool):
 
     kind = 'lvm-thin'
     backstore = 'block'
+    write_through_choice = True
+
+    def backstore_for(self, write_through):
+        return 'fileio' if write_through else 'block'
 
     def __init__(self, spec, run):
         vg, _sep, thin_pool = spec[len(LVM_THIN):].partition('/')
@@ -429,7 +468,8 @@ class LvmThinPool(_Pool):
                                 'has room (lvextend the pool, or free space in it)'
                                 % (self.vg, self.thin_pool, used, what, name))
 
-    def create(self, name, size_bytes, filesystem, partitions, wwn=None, created=None, fill=None):
+    def create(self, name, size_bytes, filesystem, partitions, wwn=None, created=None, fill=None,
+               write_through=False):
         """Create, format (or ``fill(backing)``) and describe a vDisk. Undoes itself if any step fails."""
         device = self._device(name)
         self._cmd(['lvcreate', '--quiet', '--type', 'thin', '--virtualsize', '%db' % size_bytes,
@@ -438,7 +478,8 @@ class LvmThinPool(_Pool):
         self._forget()
         try:
             self._wait_for(device)
-            record = self._fill_and_describe(name, device, size_bytes, filesystem, partitions, wwn, created, fill)
+            record = self._fill_and_describe(name, device, size_bytes, filesystem, partitions, wwn, created, fill,
+                                             write_through)
         except BaseException:
             self._remove(name)
             raise

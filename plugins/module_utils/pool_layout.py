@@ -108,6 +108,8 @@ def parse_metadata(data, directory):
         'filesystem': data.get('filesystem') or 'none',
         'partitions': partitions,
         'created': data.get('created'),
+        # Only an LVM thin vDisk has the choice; absent means write-back (the block backstore).
+        'write_through': data.get('write_through') is True,
     }
 
 

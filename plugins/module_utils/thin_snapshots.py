@@ -554,6 +554,7 @@ class ThinSnapshots(object):
         self._message('create_snap %d %d' % (temp, snap.thin_id))
         # 1. The device serves the snapshot's content (the copy); the origin's id is no longer open.
         self._remap(device, length, '%s %d' % (pool_dev, temp))
+        self._drop_cached(device)
 
         def remake_origin():
             # The copy is the suspended origin of this snapshot (thin-provisioning.rst).
@@ -561,6 +562,20 @@ class ThinSnapshots(object):
             self._message('create_snap %d %d' % (origin['thin_id'], temp))
         # 2. The origin's id made again from the copy (no write is lost: the device is suspended), and mapped again.
         self._remap(device, length, '%s %d' % (pool_dev, origin['thin_id']), before=remake_origin)
+        self._drop_cached(device)
+
+    def _drop_cached(self, device):
+        """Drop this host's page cache of a remapped device.
+
+        A write-through vDisk is exported by fileio, which reads through that
+        cache: without this it would go on serving blocks of the content before
+        the rollback. Its writes are synchronous, so nothing dirty is lost.
+        """
+        try:
+            self.dm.drop_cache(device)
+        except devmapper.DeviceMapperError as exc:
+            raise SnapshotError('the rollback is done, but %s (a write-through export may serve old blocks until '
+                                'it is done)' % exc)
 
     def _remap(self, device, length, params, before=None):
         """Point an active thin device at another thin id; its I/O waits meanwhile."""

@@ -23,7 +23,7 @@ from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation impo
     resource_items,
 )
 
-ITEM_KEYS = ('name', 'size', 'filesystem', 'partitions', 'state', 'force', 'migrate_from')
+ITEM_KEYS = ('name', 'size', 'filesystem', 'partitions', 'state', 'force', 'migrate_from', 'write_through')
 
 
 def requested(params):
@@ -40,9 +40,13 @@ def requested(params):
             # Ansible has already made the item's force a real bool (suboptions).
             'force': params['force'] if item.get('force') is None else item['force'],
             'migrate_from': item.get('migrate_from') or params.get('migrate_from'),
+            # None: as it is (write-back for a new thin vDisk).
+            'write_through': params.get('write_through') if item.get('write_through') is None
+            else item['write_through'],
         }
-        if not isinstance(spec['force'], bool):
-            raise ValidationError('vDisk %s: force must be a boolean' % spec['name'])
+        for key in ('force', 'write_through'):
+            if not isinstance(spec[key], bool) and not (key == 'write_through' and spec[key] is None):
+                raise ValidationError('vDisk %s: %s must be a boolean' % (spec['name'], key))
         if spec['state'] not in ('present', 'absent'):
             raise ValidationError('vDisk %s: state must be present or absent' % spec['name'])
         if spec['name'] in seen:
@@ -61,8 +65,17 @@ def summary(record, exports):
     if record is None:
         return None
     return {'size_bytes': record.size_bytes, 'filesystem': record.filesystem, 'partitions': record.partitions,
-            'wwn': record.wwn, 'backstore': record.backstore, 'backing': record.backing,
-            'exported_by': exports or []}
+            'wwn': record.wwn, 'backstore': record.backstore, 'write_through': record.write_through,
+            'backing': record.backing, 'exported_by': exports or []}
+
+
+def _write_through(spec, pool):
+    """The cache mode ``spec`` asks of ``pool`` (None: not asked); refuses what the pool cannot do."""
+    wanted = spec['write_through']
+    if wanted is False and not pool.write_through_choice:
+        raise ValidationError('vDisk %s: pool %s exports every vDisk write-through (a synchronous fileio '
+                              'backstore); write_through=false needs an LVM thin pool' % (spec['name'], pool.spec))
+    return None if wanted is None else pool.write_through_of(wanted)
 
 
 def _plan_migration(spec, pool, old_pool, so):
@@ -77,6 +90,7 @@ def _plan_migration(spec, pool, old_pool, so):
             raise ValidationError('vDisk %s is in use by %s: moving it copies its data, so the device must be shut '
                                   'down (logged out) first' % (name, ', '.join(logged_in)))
     spec['size_bytes_final'] = pool.round_size(old.size_bytes)
+    spec['write_through_final'] = pool.write_through_of(_write_through(spec, pool))
     actions = ['migrated']
     if spec.get('size_bytes') is not None:
         wanted = pool.round_size(spec['size_bytes'])
@@ -89,10 +103,12 @@ def _plan_migration(spec, pool, old_pool, so):
     return actions
 
 
-def _plan_present(spec, record, so):
+def _plan_present(spec, record, so, pool):
     """The actions that bring one vDisk to ``spec``; raises ValidationError for what must not happen."""
     name = spec['name']
+    write_through = _write_through(spec, pool)
     if record is None:
+        spec['write_through_final'] = pool.write_through_of(write_through)
         if spec.get('size_bytes') is None:
             raise ValidationError('vDisk %s does not exist: size is required to create it' % name)
         filesystem = spec['filesystem'] or ('none' if spec['partitions'] else 'xfs')
@@ -118,7 +134,13 @@ def _plan_present(spec, record, so):
             raise ValidationError('vDisk %s is %s: shrinking it to %s is refused (it would destroy data)'
                                   % (name, format_size(record.size_bytes), format_size(size)))
         actions.append('grown')
-    drift = lio_backstore.drift(so, record) if so is not None else []
+    wanted = record
+    if write_through is not None and write_through != record.write_through:
+        actions.append('cache_changed')
+        spec['write_through_final'] = write_through
+        wanted = VdiskRecord(record.name, record.backing, record.size_bytes, record.wwn, record.filesystem,
+                             record.partitions, record.created, pool.backstore_for(write_through), write_through)
+    drift = lio_backstore.drift(so, wanted) if so is not None else []
     if so is None:
         actions.append('exported')
     elif drift or ('grown' in actions and not lio_backstore.resizes_itself(record)):
@@ -160,15 +182,20 @@ class VdiskStep(object):
             old = spec['migrate_record']
             after = summary(old, self.exports)
             after.update(size_bytes=spec.get('size_bytes') or spec['size_bytes_final'],
-                         backstore=self.pool.backstore, backing='(in %s)' % self.pool.spec)
+                         backstore=self.pool.backstore_for(spec['write_through_final']),
+                         write_through=spec['write_through_final'], backing='(in %s)' % self.pool.spec)
             return after
         if record is None:
             return {'size_bytes': spec['size_bytes'], 'filesystem': spec['filesystem_final'],
-                    'partitions': spec['layout'], 'wwn': '(new)', 'backstore': self.pool.backstore,
-                    'backing': '(new)', 'exported_by': []}
+                    'partitions': spec['layout'], 'wwn': '(new)',
+                    'backstore': self.pool.backstore_for(spec['write_through_final']),
+                    'write_through': spec['write_through_final'], 'backing': '(new)', 'exported_by': []}
         after = summary(record, self.exports)
         if 'grown' in self.actions:
             after['size_bytes'] = spec['size_bytes']
+        if 'cache_changed' in self.actions:
+            after.update(write_through=spec['write_through_final'],
+                         backstore=self.pool.backstore_for(spec['write_through_final']))
         return after
 
     def apply(self):
@@ -188,7 +215,8 @@ class VdiskStep(object):
                 pool.grow(self.record, spec['size_bytes'])
             return
         if 'created' in actions:
-            record = pool.create(spec['name'], spec['size_bytes'], spec['filesystem_final'], spec['layout'])
+            record = pool.create(spec['name'], spec['size_bytes'], spec['filesystem_final'], spec['layout'],
+                                 write_through=spec['write_through_final'])
             try:
                 self.so = lio_backstore.create(record)
             except BaseException:
@@ -198,10 +226,12 @@ class VdiskStep(object):
             done.add('created')
             return
         record = self.record
-        old_size = record.size_bytes
+        old_size, old_write_through = record.size_bytes, record.write_through
         if 'grown' in actions:
             pool.grow(record, spec['size_bytes'])
         try:
+            if 'cache_changed' in actions:
+                pool.set_write_through(record, spec['write_through_final'])
             if 'exported' in actions:
                 self.so = lio_backstore.create(record)
                 done.add('exported')
@@ -210,10 +240,14 @@ class VdiskStep(object):
             elif 'tuned' in actions:
                 lio_backstore.tune(self.so)
         except BaseException:
+            if 'cache_changed' in actions:
+                pool.set_write_through(record, old_write_through)  # recreate() put the old backstore back
             if 'grown' in actions:
                 # Nothing could have been written past the old end: the export failed.
                 self.pool.undo_grow(record, old_size)
             raise
+        if 'cache_changed' in actions:
+            done.add('cache_changed')
         if 'grown' in actions:
             done.add('grown')
 
@@ -232,9 +266,11 @@ class VdiskStep(object):
             if old.partitions and size != old.size_bytes:
                 pool.move_gpt_backup(device)
 
+        write_through = spec['write_through_final']
+
         def move(device):
             new = VdiskRecord(old.name, device, size, old.wwn, old.filesystem, old.partitions, old.created,
-                              pool.backstore)
+                              pool.backstore_for(write_through), write_through)
             if self.so is None:
                 copy(device)
                 self.so = lio_backstore.create(new)
@@ -242,7 +278,7 @@ class VdiskStep(object):
                 self.so = lio_backstore.recreate(self.so, new, between=lambda: copy(device))
 
         self.record = pool.create(old.name, size, old.filesystem, old.partitions, wwn=old.wwn, created=old.created,
-                                  fill=move)
+                                  fill=move, write_through=write_through)
 
     def undo(self):
         """Take this step back where that loses nothing (None), else say why it stays.
@@ -257,6 +293,10 @@ class VdiskStep(object):
                 self.pool.spec, self.spec['migrate_from'])
         if 'unexported' in done:
             return 'its backstore, LUNs and mappings were removed; the data is still in the pool'
+        if 'cache_changed' in done:
+            # The same disk with the other cache mode: put the old mode and its backstore back.
+            self.pool.set_write_through(self.record, not self.record.write_through)
+            self.so = lio_backstore.recreate(self.so, self.record)
         if 'grown' in done:
             return 'grown to %s; shrinking back could lose data written since' % format_size(self.record.size_bytes)
         if 'created' in done:
@@ -299,7 +339,7 @@ def plan(pool, items, exports, lookup_backstore, purge=False, purge_force=False,
                 continue
             if purge_force:
                 items = items + [{'name': record.name, 'state': 'absent', 'force': True, 'size': None,
-                                  'filesystem': None, 'partitions': None, 'migrate_from': None}]
+                                  'filesystem': None, 'partitions': None, 'migrate_from': None, 'write_through': None}]
             else:
                 unlisted.append(record.name)
     old_pools = {}
@@ -326,7 +366,7 @@ def plan(pool, items, exports, lookup_backstore, purge=False, purge_force=False,
                 raise ValidationError('a %s backstore called %s exists but is not a vDisk of pool %s: '
                                       'refusing to take it over' % (so.plugin, name, pool.spec))
             else:
-                actions = _plan_present(spec, record, so)
+                actions = _plan_present(spec, record, so, pool)
             if set(actions) & set(('created', 'grown', 'migrated')):
                 pool.check_room(name, spec.get('size_bytes') or spec.get('size_bytes_final'))
         elif record is None:

@@ -864,7 +864,12 @@ class FileIOStorageObject(StorageObject):
             return
         if self.exists:
             raise RTSLibError('This FileIOStorageObject already exists in configFS')
-        if size is None:
+        if dev in self._m.block_devices:
+            # rtslib ignores a size for a block device; LIO shows the size the device had then.
+            if self._m.device_in_use(dev):
+                raise RTSLibError('Device %s is already in use' % dev)
+            size = self._m.block_devices[dev]
+        elif size is None:
             raise RTSLibError('Path is to a file, size needed')
         attributes = dict(SO_ATTRIBUTES, emulate_write_cache='1' if write_back else '0')
         self._mkdir(lambda: {'dev': dev, 'size': int(size), 'wwn': wwn or self._m._uuid(),
@@ -894,7 +899,7 @@ class BlockStorageObject(StorageObject):
             raise RTSLibError('Storage object block/%s exists' % name)
         if dev not in self._m.block_devices:
             raise RTSLibError('Device %s is not a TYPE_DISK block device' % dev)
-        if any(node.get('dev') == dev for (plugin, _n), node in self._m.state['sos'].items() if plugin == 'block'):
+        if self._m.device_in_use(dev):
             raise RTSLibError('Cannot configure StorageObject because device %s is already in use' % dev)
         # emulate_write_cache reads 0, yet the initiator sees the device's own
         # write cache (LIO asks the block device): measured, docs/data-path.md.
@@ -1097,6 +1102,10 @@ class Model(object):
         return clean(self.dump())
 
     # seeding --------------------------------------------------------
+    def device_in_use(self, dev):
+        """Whether a backstore holds the block device open (LIO opens it exclusively)."""
+        return any(node.get('dev') == dev for node in self.state['sos'].values())
+
     def add_vdisk(self, name, size=1 << 30, wwn=None):
         """A vDisk's fileio backstore as lio_backstore.create() makes it."""
         return self.rtslib.FileIOStorageObject(name, dev='/srv/vdisks/%s/disk.img' % name, size=size,

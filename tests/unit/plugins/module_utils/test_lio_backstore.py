@@ -147,3 +147,38 @@ def test_active_sessions_are_the_logged_in_initiators_a_lun_of_the_vdisk_is_mapp
     host.sessions.add((T1, I2))  # I2 maps a read-only in T1
     assert lio_backstore.active_sessions(so) == [I2]
     assert lio_backstore.active_sessions(host.rtslib.FileIOStorageObject('b')) == []
+
+
+def thin_record(write_through):
+    return types.SimpleNamespace(name='a', backing='/dev/vdisks/vdisk-a', size_bytes=G, wwn=WWN,
+                                 backstore='fileio' if write_through else 'block', write_through=write_through)
+
+
+def test_a_write_through_thin_vdisk_is_a_tuned_synchronous_fileio_object_on_its_device(lio_model):
+    lio_model.block_devices['/dev/vdisks/vdisk-a'] = G
+    so = lio_backstore.create(thin_record(True))
+    assert (so.plugin, so.udev_path, so.wwn, so.write_back, so.aio) == ('fileio', '/dev/vdisks/vdisk-a', WWN,
+                                                                        False, False)
+    assert lio_backstore.untuned(so) == {}  # discards reach the pool as from a block backstore
+    # lvextend: LIO reads the device's size; the size fileio shows is the one it was made with.
+    lio_model.block_devices['/dev/vdisks/vdisk-a'] = 2 * G
+    grown = thin_record(True)
+    grown.size_bytes = 2 * G
+    assert lio_backstore.resizes_itself(grown) and lio_backstore.drift(so, grown) == []
+    # Either way round, the other cache mode is a recreate; the device is never opened twice.
+    assert lio_backstore.drift(so, thin_record(False)) == ['a fileio backstore instead of block']
+    with pytest.raises(Exception, match='in use'):
+        lio_model.rtslib.BlockStorageObject('b', dev='/dev/vdisks/vdisk-a')
+
+
+def test_switching_the_cache_mode_keeps_wwn_luns_and_mappings(lio_model):
+    lio_model.block_devices['/dev/vdisks/vdisk-a'] = G
+    so = lio_backstore.create(thin_record(False))
+    tpg = lio_model.iscsi_target(T1)
+    lun = lio_model.rtslib.LUN(tpg, 0, so)
+    lio_model.rtslib.MappedLUN(lio_model.rtslib.NodeACL(tpg, I1), 4, lun, False)
+    before = exports(lio_model)
+    so = lio_backstore.recreate(so, thin_record(True))
+    assert (so.plugin, so.wwn, exports(lio_model)) == ('fileio', WWN, before)
+    so = lio_backstore.recreate(so, thin_record(False))
+    assert (so.plugin, so.wwn, exports(lio_model)) == ('block', WWN, before)

@@ -119,6 +119,19 @@ def test_create_makes_a_thin_volume_formats_it_and_writes_metadata_the_api_reads
     assert [r.name for r in pool.list()] == ['node01']
 
 
+def test_the_cache_mode_is_kept_in_the_metadata_and_only_write_through_is_written(lvm, meta_root):
+    pool = pool_mod.open_pool('lvm-thin:vdisks/pool', lvm)
+    record = pool.create('node01', G, 'xfs', [], write_through=True)
+    assert (record.backstore, record.write_through) == ('fileio', True)
+    path = meta_root / 'vdisks' / 'pool' / 'node01' / 'vdisk.json'
+    assert json.loads(path.read_text())['write_through'] is True
+    again = pool_mod.open_pool('lvm-thin:vdisks/pool', lvm).get('node01')
+    assert (again.backing, again.backstore, again.write_through) == ('/dev/vdisks/vdisk-node01', 'fileio', True)
+    pool.set_write_through(again, False)
+    assert 'write_through' not in json.loads(path.read_text())  # as every vDisk made before the option
+    assert pool_mod.open_pool('lvm-thin:vdisks/pool', lvm).get('node01').backstore == 'block'
+
+
 def test_a_failed_format_removes_the_volume_and_its_metadata(lvm, meta_root):
     lvm.fail = 'mkfs.xfs'
     pool = pool_mod.open_pool('lvm-thin:vdisks/pool', lvm)

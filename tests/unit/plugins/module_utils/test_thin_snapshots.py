@@ -82,6 +82,10 @@ class FakeThinPool:
         if name in self.inactive:
             self.mapping[name] = self.inactive.pop(name)
 
+    def drop_cache(self, name):
+        self._maybe_fail('drop_cache', name)
+        self.log.append(('drop_cache', name))
+
     def reload(self, name, sectors, target, params):
         self._maybe_fail('reload', name)
         assert target == 'thin' and name in self.active
@@ -348,8 +352,9 @@ def test_rollback_of_an_active_vdisk_remaps_it_in_two_suspends_and_reuses_the_or
         ('suspend', D1), ('message', 'create_snap %d 1' % pre), ('resume', D1),  # the content before, kept
         ('message', 'create_snap %d %d' % (temp_id, good)),  # a copy of the snapshot
         ('suspend', D1), ('reload', D1, '253:2 %d' % temp_id), ('resume', D1),  # the device serves it
+        ('drop_cache', D1),  # a write-through (fileio) export reads through the page cache
         ('suspend', D1), ('message', 'delete 1'), ('message', 'create_snap 1 %d' % temp_id),  # the origin's id again
-        ('reload', D1, '253:2 1'), ('resume', D1),
+        ('reload', D1, '253:2 1'), ('resume', D1), ('drop_cache', D1),
         ('message', 'delete %d' % temp_id),  # the copy goes
     ]
     assert temp_id not in env.dm.devices and snaps.pending_rollbacks() == {}
@@ -386,6 +391,20 @@ def test_a_live_rollback_that_died_anywhere_is_finished_by_the_next(env, dies_at
     assert snaps.audit() == {'unfinished': [], 'missing': [], 'leaked': [], 'suspended': []}
     assert sorted(i for i in env.dm.devices if i >= ts.FIRST_ID) == sorted(
         s.thin_id for s in snaps.list('node01'))  # no copy left behind
+
+
+def test_a_rollback_whose_cache_drop_failed_says_so_and_the_next_finishes_it(env):
+    snaps = env.open()
+    snaps.create(['node01'], 'good')
+    env.dm.devices[1] = 'later content'
+    env.dm.fail[('drop_cache', D1)] = [errno.EBUSY]
+    with pytest.raises(ts.SnapshotError, match='dropping the cached blocks|drop_cache'):
+        snaps.rollback('node01', 'good', 'pre')
+    assert not env.dm.suspended and 'node01' in env.open().pending_rollbacks()
+    snaps = env.open()
+    snaps.rollback('node01', 'good', 'pre')
+    assert env.dm.content(D1) == 'content of node01' and env.dm.log.count(('drop_cache', D1)) >= 2
+    assert snaps.audit() == {'unfinished': [], 'missing': [], 'leaked': [], 'suspended': []}
 
 
 class PowerCut(BaseException):

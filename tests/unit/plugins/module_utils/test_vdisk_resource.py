@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.clusterducks.vdisk.plugins.module_utils.pool import PoolError, VdiskRecord
+from ansible_collections.clusterducks.vdisk.plugins.module_utils.pool import BtrfsPool, LvmThinPool, PoolError, VdiskRecord
 from ansible_collections.clusterducks.vdisk.plugins.module_utils.validation import ValidationError
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import lio_backstore, vdisk_resource
 
 G = 1 << 30
+BTRFS = BtrfsPool('/srv/vdisks', run=None)
+THIN = LvmThinPool('lvm-thin:vdisks/pool', run=None)
 
 
 def params(**over):
@@ -69,30 +71,30 @@ def test_items_rejected(vdisks, message):
 
 def test_plan_create_needs_a_size():
     with pytest.raises(ValidationError, match='size is required'):
-        vdisk_resource._plan_present(item(), None, None)
+        vdisk_resource._plan_present(item(), None, None, BTRFS)
     spec = item(size='1G')
-    assert vdisk_resource._plan_present(spec, None, None) == ['created', 'exported']
+    assert vdisk_resource._plan_present(spec, None, None, BTRFS) == ['created', 'exported']
     assert spec['filesystem_final'] == 'xfs'
 
 
 def test_plan_partitions_default_to_no_whole_disk_filesystem():
     spec = item(size='2G', partitions=[{'size': '1G', 'filesystem': 'ext4'}, {'size': None}])
-    vdisk_resource._plan_present(spec, None, None)
+    vdisk_resource._plan_present(spec, None, None, BTRFS)
     assert spec['filesystem_final'] == 'none'
     assert [p['filesystem'] for p in spec['layout']] == ['ext4', 'xfs']
 
 
 def test_plan_nothing_to_do():
     r = record()
-    assert vdisk_resource._plan_present(item(size='1G'), r, SO(r)) == []
-    assert vdisk_resource._plan_present(item(), r, SO(r)) == []
+    assert vdisk_resource._plan_present(item(size='1G'), r, SO(r), BTRFS) == []
+    assert vdisk_resource._plan_present(item(), r, SO(r), BTRFS) == []
 
 
 def test_plan_grow_reexports_and_shrink_is_refused():
     r = record()
-    assert vdisk_resource._plan_present(item(size='2G'), r, SO(r)) == ['grown', 'reexported']
+    assert vdisk_resource._plan_present(item(size='2G'), r, SO(r), BTRFS) == ['grown', 'reexported']
     with pytest.raises(ValidationError, match='shrinking it to 512M is refused'):
-        vdisk_resource._plan_present(item(size='512M'), r, SO(r))
+        vdisk_resource._plan_present(item(size='512M'), r, SO(r), BTRFS)
 
 
 @pytest.mark.parametrize('size,over,why', [
@@ -105,28 +107,28 @@ def test_a_recreate_under_a_logged_in_initiator_is_refused_unless_forced(size, o
     so = SO(r, plugin='fileio', sessions=['iqn.2026-11.io.x:node01'], **over)
     with pytest.raises(ValidationError, match='in use by iqn.2026-11.io.x:node01: LIO must re-create its '
                                               'backstore \\(%s' % why):
-        vdisk_resource._plan_present(item(size=size), r, so)
-    assert vdisk_resource._plan_present(item(size=size, force=True), r, so)[-1] == 'reexported'
+        vdisk_resource._plan_present(item(size=size), r, so, BTRFS)
+    assert vdisk_resource._plan_present(item(size=size, force=True), r, so, BTRFS)[-1] == 'reexported'
 
 
 def test_plan_converges_a_drifted_backstore():
     r = record()
-    assert vdisk_resource._plan_present(item(), r, SO(r, write_back=True)) == ['reexported']
-    assert vdisk_resource._plan_present(item(), r, SO(r, size=G // 2)) == ['reexported']
-    assert vdisk_resource._plan_present(item(), r, SO(r, aio=True)) == ['reexported']
-    assert vdisk_resource._plan_present(item(), r, None) == ['exported']
+    assert vdisk_resource._plan_present(item(), r, SO(r, write_back=True), BTRFS) == ['reexported']
+    assert vdisk_resource._plan_present(item(), r, SO(r, size=G // 2), BTRFS) == ['reexported']
+    assert vdisk_resource._plan_present(item(), r, SO(r, aio=True), BTRFS) == ['reexported']
+    assert vdisk_resource._plan_present(item(), r, None, BTRFS) == ['exported']
 
 
 def test_plan_never_reformats_or_repartitions():
     with pytest.raises(ValidationError, match='never reformatted'):
-        vdisk_resource._plan_present(item(filesystem='ext4'), record(), None)
+        vdisk_resource._plan_present(item(filesystem='ext4'), record(), None, BTRFS)
     parted = record(2 * G, 'none', [{'number': 1, 'size_bytes': G, 'filesystem': 'xfs'},
                                     {'number': 2, 'size_bytes': G - (2 << 20), 'filesystem': 'xfs'}])
     same = [{'size': '1G', 'filesystem': 'xfs'}, {'size': None, 'filesystem': 'xfs'}]
-    assert vdisk_resource._plan_present(item(partitions=same), parted, SO(parted)) == []
+    assert vdisk_resource._plan_present(item(partitions=same), parted, SO(parted), BTRFS) == []
     with pytest.raises(ValidationError, match='never changed'):
         other = [{'size': '1500M', 'filesystem': 'xfs'}, {'size': None, 'filesystem': 'xfs'}]
-        vdisk_resource._plan_present(item(partitions=other), parted, SO(parted))
+        vdisk_resource._plan_present(item(partitions=other), parted, SO(parted), BTRFS)
 
 
 # Plans over a pool and LIO held in memory; resource_run applies them.
@@ -134,9 +136,8 @@ def test_plan_never_reformats_or_repartitions():
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import resource_run  # noqa: E402
 
 
-class MemoryPool:
+class MemoryPool(BtrfsPool):
     path = spec = '/srv/vdisks'
-    backstore = 'fileio'
     full = False
 
     def __init__(self, *records, fail_create=None):
@@ -160,21 +161,26 @@ class MemoryPool:
     def list(self):
         return [self.records[n] for n in sorted(self.records)]
 
-    def create(self, name, size_bytes, filesystem, layout):
+    def create(self, name, size_bytes, filesystem, partitions, wwn=None, created=None, fill=None, write_through=False):
         if name == self.fail_create:
             raise OSError('mkfs failed')
-        r = VdiskRecord(name, '/srv/vdisks/%s/disk.img' % name, size_bytes, 'wwn-' + name, filesystem, layout)
+        r = VdiskRecord(name, '/srv/vdisks/%s/disk.img' % name, size_bytes, 'wwn-' + name, filesystem, partitions)
         self.records[name] = r
         return r
 
-    def grow(self, r, size):
-        r.size_bytes = size
+    def set_write_through(self, record, write_through):
+        self.cache_changes = getattr(self, 'cache_changes', []) + [(record.name, write_through)]
+        record.write_through, record.backstore = write_through, self.backstore_for(write_through)
+        return record
 
-    def undo_grow(self, r, size):
-        r.size_bytes = size
+    def grow(self, record, size_bytes):
+        record.size_bytes = size_bytes
 
-    def delete(self, r):
-        del self.records[r.name]
+    def undo_grow(self, record, old_size):
+        record.size_bytes = old_size
+
+    def delete(self, record):
+        del self.records[record.name]
 
 
 @pytest.fixture
@@ -315,12 +321,16 @@ def block(name, size=G):
 class ThinPool(MemoryPool):
     spec = 'lvm-thin:vdisks/pool'
     backstore = 'block'
+    write_through_choice = True
+    backstore_for = LvmThinPool.backstore_for
 
-    def create(self, name, size_bytes, filesystem, layout, wwn=None, created=None, fill=None):
+    def create(self, name, size_bytes, filesystem, partitions, wwn=None, created=None, fill=None, write_through=False):
+        if name == self.fail_create:
+            raise OSError('mkfs failed')
         if fill is not None:
             fill('/dev/vdisks/vdisk-' + name)
-        r = VdiskRecord(name, '/dev/vdisks/vdisk-' + name, size_bytes, wwn or 'wwn-' + name, filesystem, layout,
-                        created, 'block')
+        r = VdiskRecord(name, '/dev/vdisks/vdisk-' + name, size_bytes, wwn or 'wwn-' + name, filesystem, partitions,
+                        created, self.backstore_for(write_through), write_through)
         self.records[name] = r
         return r
 
@@ -333,10 +343,10 @@ class ThinPool(MemoryPool):
 
 def test_a_block_vdisk_grows_without_recreating_its_backstore():
     r = block('node01')
-    assert vdisk_resource._plan_present(item(size='2G'), r, SO(r)) == ['grown']
-    assert vdisk_resource._plan_present(item(), r, SO(r, attributes={'emulate_tpu': '0', 'emulate_tpws': '1'})) \
+    assert vdisk_resource._plan_present(item(size='2G'), r, SO(r), BTRFS) == ['grown']
+    assert vdisk_resource._plan_present(item(), r, SO(r, attributes={'emulate_tpu': '0', 'emulate_tpws': '1'}), BTRFS) \
         == ['tuned']
-    assert vdisk_resource._plan_present(item(), r, SO(r, plugin='fileio')) == ['reexported']
+    assert vdisk_resource._plan_present(item(), r, SO(r, plugin='fileio'), BTRFS) == ['reexported']
 
 
 def test_sizes_are_planned_as_the_pool_rounds_them(backstores):
@@ -415,3 +425,75 @@ def test_a_vdisk_with_snapshots_is_deleted_only_with_force(backstores):
     assert 'snapped' in pool.records
     steps, _unlisted, _saves = run(pool, backstores, [{'name': 'snapped', 'state': 'absent', 'force': True}])
     assert [s.actions for s in steps] == [['deleted']] and 'snapped' not in pool.records
+
+
+def test_write_through_no_as_a_string_is_refused():
+    with pytest.raises(ValidationError, match='write_through must be a boolean'):
+        vdisk_resource.requested(params(vdisks=[{'name': 'a', 'write_through': 'no'}]))
+
+
+def test_a_btrfs_pool_has_no_write_back_to_ask_for(backstores):
+    pool = MemoryPool(named('a'))
+    backstores['a'] = SO(pool.get('a'))
+    with pytest.raises(ValidationError, match='write_through=false needs an LVM thin pool'):
+        run(pool, backstores, [{'name': 'a', 'write_through': False}])
+    with pytest.raises(ValidationError, match='write_through=false needs an LVM thin pool'):
+        run(pool, backstores, [{'name': 'b', 'size': '1G', 'write_through': False}])
+    assert sorted(pool.records) == ['a'] and backstores['a'].plugin == 'fileio'
+    # It is write-through already: asking for it is nothing to do.
+    steps, _u, saves = run(pool, backstores, [{'name': 'a', 'write_through': True}])
+    assert steps[0].actions == [] and saves == [] and steps[0].after['write_through'] is True
+
+
+def test_a_new_thin_vdisk_is_write_back_unless_asked(backstores):
+    pool = ThinPool()
+    steps, _u, _s = run(pool, backstores, [{'name': 'a', 'size': '1G'},
+                                           {'name': 'b', 'size': '1G', 'write_through': True}])
+    assert [(s.after['backstore'], s.after['write_through']) for s in steps] == [('block', False), ('fileio', True)]
+    assert (backstores['a'].plugin, backstores['b'].plugin) == ('block', 'fileio')
+    assert backstores['b'].udev_path == '/dev/vdisks/vdisk-b'
+    again, _u, saves = run(pool, backstores, [{'name': 'a'}, {'name': 'b'}])
+    assert [s.actions for s in again] == [[], []] and saves == []
+
+
+def test_changing_the_cache_mode_recreates_the_backstore_only_with_no_session_or_force(backstores):
+    pool = ThinPool(block('a'))
+    backstores['a'] = SO(pool.get('a'), sessions=['iqn.2026-11.io.clusterducks:device.node01'])
+    with pytest.raises(ValidationError, match='LIO must re-create its backstore .a block backstore instead of fileio'):
+        run(pool, backstores, [{'name': 'a', 'write_through': True}])
+    assert pool.get('a').write_through is False and not getattr(pool, 'cache_changes', [])
+    steps, _u, _s = run(pool, backstores, [{'name': 'a', 'write_through': True, 'force': True}], dry_run=True)
+    # Check mode plans what a run does, and changes nothing.
+    assert steps[0].actions == ['cache_changed', 'reexported'] and backstores['a'].plugin == 'block'
+    assert (steps[0].before['write_through'], steps[0].after['write_through']) == (False, True)
+    steps, _u, saves = run(pool, backstores, [{'name': 'a', 'write_through': True, 'force': True}])
+    assert steps[0].actions == ['cache_changed', 'reexported'] and saves == [1]
+    assert (pool.get('a').backstore, backstores['a'].plugin) == ('fileio', 'fileio')
+    again, _u, saves = run(pool, backstores, [{'name': 'a', 'write_through': True}])
+    assert again[0].actions == [] and saves == []
+    # A write-through thin vDisk grows in place: LIO reads its device's size.
+    grown, _u, _s = run(pool, backstores, [{'name': 'a', 'size': '2G'}])
+    assert grown[0].actions == ['grown']
+
+
+def test_a_failed_backstore_swap_puts_the_cache_mode_back(backstores, monkeypatch):
+    pool = ThinPool(block('a'))
+    backstores['a'] = SO(pool.get('a'))
+
+    def recreate(so, r, between=None):
+        raise OSError('configfs said no')  # lio_backstore.recreate put the old object back itself
+
+    monkeypatch.setattr(lio_backstore, 'recreate', recreate)
+    with pytest.raises(resource_run.ChangeFailed):
+        run(pool, backstores, [{'name': 'a', 'write_through': True}])
+    assert (pool.get('a').write_through, pool.get('a').backstore) == (False, 'block')
+    assert pool.cache_changes == [('a', True), ('a', False)]
+
+
+def test_a_cache_change_is_taken_back_when_a_later_step_fails(backstores):
+    pool = ThinPool(block('a'), fail_create='bad')
+    backstores['a'] = SO(pool.get('a'))
+    with pytest.raises(resource_run.ChangeFailed) as failed:
+        run(pool, backstores, [{'name': 'a', 'write_through': True}, {'name': 'bad', 'size': '1G'}])
+    assert (pool.get('a').write_through, backstores['a'].plugin) == (False, 'block')
+    assert 'vDisk a' in str(failed.value)
