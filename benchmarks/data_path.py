@@ -368,6 +368,7 @@ def perf(lab, args, jobs, results):
 
 
 FSYNC_LOG = os.path.join(REPO, "extensions", "molecule", "shared", "files", "fsync_log.py")
+RESTART_PROBE = os.path.join(REPO, "extensions", "molecule", "shared", "files", "restart_probe.py")
 
 
 def durability(lab, name, cuts):
@@ -413,50 +414,15 @@ def durability(lab, name, cuts):
     return result
 
 
-# The restart probe's writer (on the initiator): 4 KiB O_DIRECT writes, one
-# every 20 ms, each into its own 64 KiB chunk from BASE on, no flush; once
-# STOP exists (the storage VM is down) and 10 more have completed, one fsync
-# of the LUN, then every completed block read back.
-PROBE = r"""
-import json, mmap, os, sys, time
-dev, base, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-fd = os.open(dev, os.O_RDWR | os.O_DIRECT)
-buf, back = mmap.mmap(-1, 4096), mmap.mmap(-1, 4096)
-done, after, k, t0 = [], 0, 0, time.monotonic()
-while after < 10:
-    tag = b"PROBE%08d" % k
-    buf.seek(0)
-    buf.write(tag * (4096 // len(tag)) + b"\0" * (4096 % len(tag)))
-    os.pwritev(fd, [buf], base + k * 65536)
-    done.append((k, time.monotonic() - t0))
-    after += os.path.exists(stop)
-    k += 1
-    time.sleep(0.02)
-try:
-    os.fsync(fd)
-    flushed = "ok"
-except OSError as e:
-    flushed = "failed: %s" % e
-lost = []
-for k, t in done:
-    os.preadv(fd, [back], base + k * 65536)
-    if back[:13] != b"PROBE%08d" % k:
-        lost.append(t)
-down = max(range(1, len(done)), key=lambda i: done[i][1] - done[i - 1][1])
-print(json.dumps({"written_before_cut": down, "flush_after_restart": flushed, "lost": len(lost),
-                  "lost_span_s": round(max(lost) - min(lost), 2) if lost else 0,
-                  "outage_s": round(done[down][1] - done[down - 1][1], 1)}))
-"""
-
-
 def restart_probe(lab, name, tries):
     """Writes completed by the storage before it died, flushed after it came back: how many are gone."""
     lun = lab.luns[name]
     thin = CANDIDATES[name][1].startswith("thinlv")
     lv = lab.paths[name][len("/dev/"):]
-    ssh("initiator", "cat > /root/probe.py", stdin=PROBE)
+    with open(RESTART_PROBE) as f:
+        ssh("initiator", "cat > /root/probe.py", stdin=f.read())
     found = []
-    for _ in range(tries):
+    for _try in range(tries):
         if thin:  # as the 1-minute schedule leaves it: every chunk shared with a snapshot
             ssh("storage", "lvremove -q -y %s-probe >/dev/null 2>&1; lvcreate -q -s -n %s-probe %s >/dev/null"
                 % (lv, os.path.basename(lv), lv))

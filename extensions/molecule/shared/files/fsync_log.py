@@ -65,7 +65,7 @@ def outages(acks, since=0):
     """[(seconds, seq)]: each gap of more than OUTAGE_S between two acknowledgements from record ``since`` on,
     with the record acknowledged right after it."""
     found = []
-    for (_, before), (seq, after) in zip(acks, acks[1:]):
+    for (_seq, before), (seq, after) in zip(acks, acks[1:]):
         if seq > since and before is not None and after is not None and after - before > OUTAGE_S:
             found.append((round(after - before, 1), seq))
     return found
@@ -86,7 +86,7 @@ def check(path, acks, since=0):
     ack_list = read_acks(acks)
     acked = ack_list[-1][0] if ack_list else -1
     gaps = outages(ack_list, since)
-    spanning = set(seq for _, seq in gaps)
+    spanning = set(seq for _seconds, seq in gaps)
     good, first_bad, bad_outside = 0, None, 0
     with open(path, "rb") as f:
         data = f.read()
