@@ -431,9 +431,12 @@ def restart_probe(lab, name, tries):
             ">/run/probe.out 2>&1 </dev/null &" % (lun, base))
         time.sleep(random.uniform(2, 5))
         lab.power_cut(when_down=lambda: ssh("initiator", "touch /run/probe.stop"))
-        out = ssh("initiator", "for _ in $(seq 300); do [ -s /run/probe.out ] && ! pgrep -f probe.py >/dev/null "
-                  "&& break; sleep 1; done; cat /run/probe.out")
-        found.append(json.loads(out.strip().splitlines()[-1]))
+        out = ssh("initiator", "for _ in $(seq 300); do pgrep -f '[p]robe.py /dev' >/dev/null || break; sleep 1; done; "
+                  "cat /run/probe.out")
+        try:
+            found.append(json.loads(out.strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            sys.exit("%s: the restart probe printed no result:\n%s" % (name, out[-3000:]))
         print("%s: restart probe %d/%d: %s" % (name, len(found), tries, found[-1]), flush=True)
     if thin:
         ssh("storage", "lvremove -q -y %s-probe >/dev/null" % lv)

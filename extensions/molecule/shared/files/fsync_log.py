@@ -3,15 +3,16 @@
   fsync_log.py write FILE ACKS [--count N] [--rate R]
       Writes 4 KiB records to FILE one after the other: magic, sequence number,
       SHA-256 of a random payload, the payload. After each, fdatasync(FILE);
-      only then the sequence number and the time it returned go to ACKS (a
-      file on another disk, fsync'd too): a record in ACKS is one the storage
-      promised to keep, from that time on.
+      only then the sequence number and the time it returned (wall clock, then
+      monotonic) go to ACKS (a file on another disk, fsync'd too): a record in
+      ACKS is one the storage promised to keep, from that time on.
       Runs until killed (or N records); --rate: at most R records a second
       (a steady load that leaves the VMs time for other tests). FILE grows, so every fdatasync also
       persists the file's size: the filesystem's log is in the test too.
   fsync_log.py check FILE ACKS [--from SEQ]
       Every record up to the last acknowledged one must be intact. Prints JSON
-      {"acked", "intact", "first_bad", "extra", "outages", "bad_outside_outages"}
+      {"acked", "intact", "first_bad", "extra", "outages", "longest_gap_s",
+      "bad_outside_outages"}
       and exits 1 if one is not. "outages" are the gaps of more than OUTAGE_S
       seconds between two acknowledgements from record SEQ on (a power-cut of
       the storage: the writer waits for it), each with the record acknowledged
@@ -53,7 +54,8 @@ def write(path, acks, count=None, rate=None):
         payload = os.urandom(PAYLOAD)
         os.pwrite(fd, HEADER.pack(MAGIC, seq, hashlib.sha256(payload).digest()) + payload, seq * BLOCK)
         os.fdatasync(fd)
-        os.write(ack_fd, b"%d %.6f\n" % (seq, time.time()))
+        # The wall time for snapshot checks; the monotonic one tells outages (a clock step cannot hide one).
+        os.write(ack_fd, b"%d %.6f %.6f\n" % (seq, time.time(), time.monotonic()))
         os.fsync(ack_fd)
         seq += 1
 
@@ -72,14 +74,21 @@ def outages(acks, since=0):
 
 
 def read_acks(path):
-    """[(seq, time or None)] of the acknowledgement file."""
+    """[(seq, time or None)] of the acknowledgement file: the monotonic time where it has one, else the wall time."""
     acks = []
     with open(path, "rb") as f:
         for line in f.read().split(b"\n"):
             fields = line.split()
             if fields and fields[0].isdigit():
-                acks.append((int(fields[0]), float(fields[1]) if len(fields) > 1 else None))
+                acks.append((int(fields[0]), float(fields[-1]) if len(fields) > 1 else None))
     return acks
+
+
+def longest_gap(acks, since=0):
+    """The longest pause between two acknowledgements from record ``since`` on, in seconds (a report)."""
+    gaps = [after - before for (_seq, before), (seq, after) in zip(acks, acks[1:])
+            if seq > since and before is not None and after is not None]
+    return round(max(gaps), 1) if gaps else None
 
 
 def check(path, acks, since=0):
@@ -101,6 +110,7 @@ def check(path, acks, since=0):
     result = {"acked": acked + 1, "intact": good, "first_bad": first_bad,
               "extra": max(0, len(data) // BLOCK - (acked + 1)),
               "outages": [{"seconds": s, "spanning_record": seq, "intact": intact_at(data, seq)} for s, seq in gaps],
+              "longest_gap_s": longest_gap(ack_list, since),
               "bad_outside_outages": bad_outside}
     print(json.dumps(result))
     return 0 if first_bad is None else 1

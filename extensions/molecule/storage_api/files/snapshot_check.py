@@ -104,7 +104,8 @@ def check_one(vdisk, snap):
 
 def read_acks(acks_path):
     with open(acks_path) as f:
-        return [(int(a), float(b)) for a, b in (line.split() for line in f if line.strip())]
+        # seq, wall time (what snapshot times compare with), and since 2026-12-05 a monotonic time
+        return [(int(fields[0]), float(fields[1])) for fields in (line.split() for line in f if line.strip())]
 
 
 def judge(entry, acks, margin):
