@@ -116,6 +116,7 @@ vdisks:
   description:
     - vDisks of the storage host's pool with their LIO exports (target, TPG, LUN, initiators with an ACL)
       and the device they are assigned to (V(null) if none).
+    - C(write_through) is V(true) for a vDisk exported write-through (M(clusterducks.vdisk.vdisk)'s O(clusterducks.vdisk.vdisk#module:write_through)).
   returned: V(vdisks) is gathered (see O(gather_subset))
   type: list
   elements: dict
@@ -125,6 +126,7 @@ vdisks:
       size_bytes: 10737418240
       filesystem: xfs
       partitions: []
+      write_through: false
       storage_object: {plugin: fileio, dev: /srv/vdisks/node01/disk.img}
       exports:
         - target: iqn.2003-01.org.linux-iscsi.storage1:vdisk-node01

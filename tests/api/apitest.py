@@ -85,7 +85,7 @@ VDISKS = {
         {'number': 1, 'size_bytes': 512 << 20, 'filesystem': 'xfs'},
         {'number': 2, 'size_bytes': 256 << 20, 'filesystem': 'ext4'},
         {'number': 3, 'size_bytes': 256 << 20, 'filesystem': 'none'}]},
-    'node03': {'filesystem': 'xfs', 'partitions': []},
+    'node03': {'filesystem': 'xfs', 'partitions': [], 'write_through': True},
     'noacl': {'filesystem': 'xfs', 'partitions': []},
     'shared': {'filesystem': 'xfs', 'partitions': []},
     'lonely': {'filesystem': 'xfs', 'partitions': []},

@@ -594,6 +594,7 @@ def test_vdisks(service, admin):
     assert vdisks['node01']['exports'] == [{'target': T1, 'tpg': 1, 'lun': 0, 'enabled': True,
                                             'initiators': [PREFIX + ':node01']}]
     assert vdisks['unexported']['storage_object'] is None
+    assert (vdisks['node03']['write_through'], vdisks['node01']['write_through']) == (True, False)
     assert [p['number'] for p in vdisks['node02']['partitions']] == [1, 2, 3]
     one = admin.get(api(service, '/vdisks/node02')).json()['vdisk']
     assert one == vdisks['node02']

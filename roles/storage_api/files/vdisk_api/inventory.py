@@ -152,6 +152,8 @@ def vdisk_info(name, meta, lio_index, assigned_to):
         'size_bytes': meta.get('size_bytes'),
         'filesystem': meta.get('filesystem'),
         'partitions': meta.get('partitions'),
+        # Stored only when true (vdisk module): a vDisk written before the option is write-back.
+        'write_through': bool(meta.get('write_through', False)),
         'storage_object': ({'plugin': so.get('plugin'), 'dev': so.get('dev')} if so else None),
         'exports': exports,
         'assigned_to': assigned_to,
