@@ -63,3 +63,14 @@ def test_the_copy_leaves_the_live_catalog_alone(catalog):
 def test_no_journal(catalog):
     assert not os.path.exists(catalog + '-journal')
     assert rc.states_after_cut(catalog) == {'deleting': 3, 'ready': 1}
+
+
+@pytest.mark.parametrize('events, running', [('populated 1\nfrozen 0\n', True), ('populated 0\nfrozen 0\n', False),
+                                             (None, False)])
+def test_round_running_reads_the_units_cgroup(tmp_path, monkeypatch, events, running):
+    # A missed try ends when the round does (not a minute later); no cgroup is a round not running.
+    monkeypatch.setattr(rc, 'CGROUP', str(tmp_path / 'unit'))
+    if events is not None:
+        (tmp_path / 'unit').mkdir()
+        (tmp_path / 'unit' / 'cgroup.events').write_text(events)
+    assert rc.round_running() is running
