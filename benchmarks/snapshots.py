@@ -40,13 +40,18 @@ host) and then told it has none (flushes end at once, as on a drive with
 power-loss protection); it made no difference (docs/snapshots.md). The on/off
 pairs run with --disk-cache (default: write-back, the lab's disk as it is).
 
+--export write-through exports the volume as a vDisk with write_through:
+true is (fileio, write-back and AIO off: every write synchronous), to
+measure what snapshots cost such a vDisk; "local" runs bypass LIO and are
+the same either way.
+
 Rounds run as the timer runs them (see round_command).
 
 Usage: python3 benchmarks/snapshots.py [--pairs 3] [--runtime 60] [--jobs a,b] [--sets 256M,2G]
                                        [--local | --where remote,local]
                                        [--disk-cache write-back] [--round-vdisks 500]
                                        [--round-cache write-back,write-through]
-                                       [--json FILE] [--keep]
+                                       [--export block|write-through] [--json FILE] [--keep]
 """
 
 import argparse
@@ -105,9 +110,13 @@ tar -C /usr/lib/clusterducks-vdisk -xz
 EXPORT = r"""
 import sys
 import rtslib_fb as r
-ip, initiator = sys.argv[1], sys.argv[2]
+ip, initiator, export = sys.argv[1], sys.argv[2], sys.argv[3]
 r.RTSRoot()
-so = r.BlockStorageObject("bench", dev="/dev/cdbench/vdisk-bench", wwn="5c2d6f0a-bench")
+if export == "write-through":  # as clusterducks.vdisk.vdisk makes it for write_through: true
+    so = r.FileIOStorageObject("bench", dev="/dev/cdbench/vdisk-bench", wwn="5c2d6f0a-bench", write_back=False,
+                               aio=False)
+else:
+    so = r.BlockStorageObject("bench", dev="/dev/cdbench/vdisk-bench", wwn="5c2d6f0a-bench")
 so.set_attribute("emulate_tpu", "1")
 so.set_attribute("emulate_tpws", "1")
 tpg = r.TPG(r.Target(r.FabricModule("iscsi"), "%s"), 1)
@@ -184,7 +193,7 @@ class Bench(object):
             "--rw=write --bs=1M --iodepth=8 --ioengine=libaio --direct=1 --refill_buffers "
             "--buffer_compress_percentage=0 --end_fsync=1 >/dev/null && touch /root/filled; }" % VOLUME_BYTES)
         initiator = ssh("initiator", "sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi").strip()
-        ssh("storage", "python3 -c %s %s %s" % (shquote(EXPORT), self.ip, initiator))
+        ssh("storage", "python3 -c %s %s %s %s" % (shquote(EXPORT), self.ip, initiator, args.export))
         link = "/dev/disk/by-path/ip-%s:3260-iscsi-%s-lun-0" % (self.ip, TARGET)
         ssh("initiator", "iscsiadm -m discovery -t st -p %s >/dev/null && iscsiadm -m node -T %s --login >/dev/null; "
             "for _ in $(seq 60); do [ -e %s ] && exit 0; sleep 1; done; exit 1" % (self.ip, TARGET, link))
@@ -319,6 +328,9 @@ def main():
     p.add_argument("--round-cache", default="write-back",
                    help="the pool disk's cache modes for the rounds over many vDisks, comma-separated, in turn "
                         "(default: write-back; write-back,write-through compares them)")
+    p.add_argument("--export", default="block", choices=("block", "write-through"),
+                   help="how LIO exports the thin volume: block (the default path) or write-through (fileio, "
+                        "write-back and AIO off, as a vDisk with write_through: true); measured from the initiator")
     p.add_argument("--json", help="write every figure (with the 1-second IOPS logs) to this file")
     p.add_argument("--keep", action="store_true", help="keep the VMs afterwards")
     args = p.parse_args()
@@ -331,7 +343,8 @@ def main():
     print("booting the storage VM and the initiator ...", flush=True)
     sh(CDLAB + ["up", "storage", "--disk", "8G", "--memory", "2048", "--cpus", "2", "--timeout", "600"])
     sh(CDLAB + ["up", "initiator", "--memory", "1024", "--cpus", "2", "--timeout", "600"])
-    results = {"runtime": args.runtime, "pairs": args.pairs, "disk_cache": args.disk_cache, "runs": []}
+    results = {"runtime": args.runtime, "pairs": args.pairs, "disk_cache": args.disk_cache, "export": args.export,
+               "runs": []}
     try:
         bench = Bench(args)
         results["accel"] = bench.accel
@@ -360,8 +373,9 @@ def main():
 
 
 def report(results):
-    print("\nsnapshots on vs off (accel %s, %d s windows, %d pairs, pool disk cache %s): median (min-max)"
-          % (results.get("accel"), results["runtime"], results["pairs"], results.get("disk_cache")))
+    print("\nsnapshots on vs off (accel %s, %d s windows, %d pairs, pool disk cache %s, %s export): median (min-max)"
+          % (results.get("accel"), results["runtime"], results["pairs"], results.get("disk_cache"),
+             results.get("export", "block")))
     print("| where | job | working set | off | on | on/off | p99 off ms | p99 on ms | p99 on/off | lowest 1 s on |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     keys = []
