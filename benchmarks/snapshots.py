@@ -40,10 +40,10 @@ host) and then told it has none (flushes end at once, as on a drive with
 power-loss protection); it made no difference (docs/snapshots.md). The on/off
 pairs run with --disk-cache (default: write-back, the lab's disk as it is).
 
---export write-through exports the volume as a vDisk with write_through:
-true is (fileio, write-back and AIO off: every write synchronous), to
-measure what snapshots cost such a vDisk; "local" runs bypass LIO and are
-the same either way.
+--export write-through exports the volume the way a vDisk with
+write_through: true is exported (fileio, write-back and AIO off: every write
+synchronous), to measure what snapshots cost such a vDisk; "local" runs
+bypass LIO and are the same either way.
 
 Rounds run as the timer runs them (see round_command).
 

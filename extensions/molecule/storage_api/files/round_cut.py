@@ -150,8 +150,10 @@ def main(phase):
             break
         time.sleep(0.001)
     if frozen_at is None:
-        print(json.dumps({'phase': phase, 'missed': 'the phase ended between two polls' if seen or started
-                          else 'the round did not start within 60 s'}))
+        missed = ('the phase ended between two polls' if seen
+                  else 'the round ended with no sight of the phase (nothing to prune, or between two polls)' if started
+                  else 'the round did not start within 60 s')
+        print(json.dumps({'phase': phase, 'missed': missed}))
         return 3
     # The freeze lands when the round next returns from the kernel, which on a
     # busy TCG guest can be vDisks later (seen: asked while one was suspended,
