@@ -37,6 +37,11 @@ CLASSES = ('minutely', 'hourly', 'daily', 'weekly', 'monthly')
 INTERVALS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
 DEFAULT_RETENTION = {'minutely': 60, 'hourly': 24, 'daily': 7, 'weekly': 4, 'monthly': 0}
 DEFAULT_RESERVE_PERCENT = 20
+# vDisks a round snapshots (and snapshots it prunes) at once. 4: in the TCG lab a
+# round over 500 changed vDisks took 3.1 s against 5.9-7.6 s in one thread, 2.7 s
+# in 8; each vDisk's suspend grows with the workers queued on the pool's lock.
+DEFAULT_ROUND_WORKERS = 4
+MAX_ROUND_WORKERS = 32
 STATUS_FILE = 'snapshot-status.json'
 AUTO_PREFIX = 'auto-'
 
@@ -69,7 +74,7 @@ def check_config(config):
     if not isinstance(config, dict):
         raise ConfigError('the configuration must be a JSON object')
     unknown = sorted(set(config) - {'pool', 'interval_minutes', 'retention', 'reserve_percent', 'share_unchanged',
-                                    'vdisks'})
+                                    'round_workers', 'vdisks'})
     if unknown:
         raise ConfigError('unknown setting %s' % ', '.join(unknown))
     pool = config.get('pool')
@@ -86,6 +91,9 @@ def check_config(config):
     share = config.get('share_unchanged', True)
     if not isinstance(share, bool):
         raise ConfigError('share_unchanged must be true or false, got %r' % (share,))
+    workers = config.get('round_workers', DEFAULT_ROUND_WORKERS)
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_ROUND_WORKERS:
+        raise ConfigError('round_workers must be a whole number from 1 to %d, got %r' % (MAX_ROUND_WORKERS, workers))
     vdisks = {}
     for name, settings in sorted((config.get('vdisks') or {}).items()):
         try:
@@ -101,7 +109,7 @@ def check_config(config):
                         'retention': check_retention(settings.get('retention', {}), 'vdisks.%s.retention' % name,
                                                      base=retention) if enabled else retention}
     return {'pool': pool, 'interval_minutes': interval, 'retention': retention, 'reserve_percent': reserve,
-            'share_unchanged': share, 'vdisks': vdisks}
+            'share_unchanged': share, 'round_workers': workers, 'vdisks': vdisks}
 
 
 def load_config(path):

@@ -39,6 +39,7 @@ import json
 import os
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 try:
     from ansible_collections.clusterducks.vdisk.plugins.module_utils import devmapper, pool_layout, rules
@@ -118,7 +119,7 @@ class ThinSnapshots(object):
     """
 
     def __init__(self, spec, run, dm=None, catalog=None, clock=time.time, read_only=False,
-                 write_marker=devmapper.write_marker):
+                 write_marker=devmapper.write_marker, workers=1):
         if not isinstance(spec, str) or not spec.startswith(pool_layout.LVM_THIN):
             raise SnapshotError('snapshots need an LVM thin pool (lvm-thin:VG/POOL), not %r: move the vDisks '
                                 'with the vdisk module\'s migrate_from first' % (spec,))
@@ -147,6 +148,7 @@ class ThinSnapshots(object):
             self.db.executescript(SCHEMA)
         self.db.row_factory = sqlite3.Row
         self.write_marker = write_marker
+        self.workers = workers
         self._volumes = None
         self.pool_device = devmapper.dm_name(self.vg, self.thin_pool) + '-tpool'
 
@@ -377,25 +379,27 @@ class ThinSnapshots(object):
                 'INSERT INTO snapshot VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
                 [(v, name, i, volumes[v]['wwn'], volumes[v]['size_bytes'], now, kind, 'creating', parent)
                  for v, i in zip(todo, ids)])
-        done, taken, markers = [], set(), {}
-        for vdisk, thin_id in zip(todo, ids):
-            for attempt in range(3):
-                try:
-                    markers[vdisk] = (self._snap(thin_id, volumes[vdisk]), thin_id)
+        done, markers, avoid, jobs = [], {}, set(ids), list(zip(todo, ids))
+        for attempt in range(3):
+            retry = []
+            for (vdisk, thin_id), marker, exc in self._each(lambda job: self._snap(job[1], volumes[job[0]]), jobs):
+                if exc is None:
+                    markers[vdisk] = (marker, thin_id)
                     done.append(vdisk)
-                    break
-                except devmapper.DeviceMapperError as exc:
-                    if exc.errno != errno.EEXIST or attempt == 2:
-                        failures[vdisk] = str(exc)
-                        break
+                elif exc.errno != errno.EEXIST or attempt == 2:
+                    failures[vdisk] = str(exc)
+                else:
                     # The pool has a device of this id the catalog does not name (``audit``: leaked).
                     # Left alone (it is not known whose it is); the snapshot takes another id.
-                    taken.add(thin_id)
-                    with self.db:
-                        self.db.execute('BEGIN IMMEDIATE')
-                        thin_id = self._free_ids(1, avoid=taken | set(ids))[0]
-                        self.db.execute('UPDATE snapshot SET thin_id = ? WHERE vdisk = ? AND name = ?',
-                                        (thin_id, vdisk, name))
+                    retry.append(vdisk)
+            if not retry:
+                break
+            with self.db:
+                self.db.execute('BEGIN IMMEDIATE')
+                jobs = list(zip(retry, self._free_ids(len(retry), avoid=avoid)))
+                avoid.update(i for _v, i in jobs)
+                self.db.executemany('UPDATE snapshot SET thin_id = ? WHERE vdisk = ? AND name = ?',
+                                    [(i, v, name) for v, i in jobs])
         with self.db:
             self.db.execute('BEGIN')
             self.db.executemany("UPDATE snapshot SET state = 'ready' WHERE vdisk = ? AND name = ?",
@@ -410,6 +414,32 @@ class ThinSnapshots(object):
         query = self.db.execute('SELECT * FROM snapshot WHERE name = ?', (name,))
         rows = dict((r['vdisk'], Snapshot(r)) for r in query)
         return dict((v, rows[v]) for v in done + shared), failures, shared
+
+    def _each(self, func, items):
+        """[(item, func(item), None) or (item, None, DeviceMapperError)] for each item, in order.
+
+        With ``workers`` > 1, that many run at once: each vDisk is still
+        suspended only for its own snapshot, and the pool takes its messages
+        one at a time, but the calls overlap each other's waits and use every
+        CPU (a round over 500 changed vDisks in the TCG lab: 5.9-7.6 s in one
+        thread, 3.1 s in 4; docs/snapshots.md). Any other exception is raised
+        once the calls already running have ended (each resumes its vDisk).
+        """
+        def call(item):
+            try:
+                return item, func(item), None
+            except devmapper.DeviceMapperError as exc:
+                return item, None, exc
+        if self.workers <= 1 or len(items) <= 1:
+            return [call(item) for item in items]
+        self.dm.info(self.pool_device)  # libdevmapper opens its control device once, before the threads
+        executor = ThreadPoolExecutor(min(self.workers, len(items)))
+        try:
+            futures = [executor.submit(call, item) for item in items]
+            return [f.result() for f in futures]
+        finally:
+            # On SIGTERM (SystemExit here) or an error: start no more, let the running ones finish.
+            executor.shutdown(wait=True, cancel_futures=True)
 
     def _snap(self, thin_id, origin, origin_id=None):
         """Make the snapshot; returns the origin's write marker, read before its suspend (or None)."""
@@ -460,13 +490,9 @@ class ThinSnapshots(object):
             self.db.executemany("UPDATE snapshot SET state = 'deleting' WHERE vdisk = ? AND name = ?", keys)
             last = sorted(i for i in set(s.thin_id for s in snapshots) if self.db.execute(
                 "SELECT 1 FROM snapshot WHERE thin_id = ? AND state != 'deleting' LIMIT 1", (i,)).fetchone() is None)
-        errors = {}
-        for thin_id in last:
-            try:
-                # ENODATA: already gone (a run that died after the message).
-                self._message('delete %d' % thin_id, ok=(errno.ENODATA,))
-            except devmapper.DeviceMapperError as exc:
-                errors[thin_id] = str(exc)
+        # ENODATA: already gone (a run that died after the message).
+        errors = dict((thin_id, str(exc)) for thin_id, _result, exc in self._each(
+            lambda thin_id: self._message('delete %d' % thin_id, ok=(errno.ENODATA,)), last) if exc is not None)
         done = [s for s in snapshots if s.thin_id not in errors]
         with self.db:
             self.db.execute('BEGIN')

@@ -35,7 +35,7 @@ def log(message):
 
 
 def _round(config):
-    snapshots = thin_snapshots.ThinSnapshots(config['pool'], run)
+    snapshots = thin_snapshots.ThinSnapshots(config['pool'], run, workers=config['round_workers'])
     now = time.time()
     try:
         report = snapshot_schedule.run_round(config, snapshots, now)
@@ -74,7 +74,7 @@ def cmd_guard(args, config):
     # No host lock: the guard must act while a long module run holds it.
     try:
         with locking.host_lock(ROUND_LOCK + '.guard', timeout=0):
-            snapshots = thin_snapshots.ThinSnapshots(config['pool'], run)
+            snapshots = thin_snapshots.ThinSnapshots(config['pool'], run, workers=config['round_workers'])
             result = snapshot_schedule.guard(snapshots, config['reserve_percent'])
     except locking.LockTimeout:
         return 0  # the previous guard still runs

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 
 import pytest
 
@@ -170,8 +171,19 @@ class Clock:
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
+    return make_env(tmp_path, monkeypatch, {'node01': 1, 'node02': 2, 'node03': 3})
+
+
+@pytest.fixture
+def many(tmp_path, monkeypatch):
+    """Twelve vDisks, opened with 4 workers as a round is."""
+    e = make_env(tmp_path, monkeypatch, dict(('vd%02d' % i, i) for i in range(1, 13)))
+    e.open = lambda: ts.ThinSnapshots(POOL, e.lvm, dm=e.dm, clock=e.clock, write_marker=e.dm.write_marker, workers=4)
+    return e
+
+
+def make_env(tmp_path, monkeypatch, names):
     monkeypatch.setattr(pool_layout, 'LVM_THIN_METADATA_ROOT', str(tmp_path / 'meta'))
-    names = {'node01': 1, 'node02': 2, 'node03': 3}
 
     def write_meta(name, wwn):
         d = tmp_path / 'meta' / 'vdisks' / 'pool' / name
@@ -205,6 +217,80 @@ def test_create_suspends_each_origin_around_its_message_only(env):
         ('resume', 'vdisks-vdisk--node02')]
     assert [s.name for s in snaps.list('node01')] == ['first']
     assert env.dm.devices[ts.FIRST_ID] == 'content of node01'
+
+
+def _watch_suspends(dm):
+    """Record the most origins suspended at once; returns the record."""
+    lock, seen = threading.Lock(), {'most': 0}
+    suspend = dm.suspend
+
+    def watched(name):
+        suspend(name)
+        with lock:
+            seen['most'] = max(seen['most'], len(dm.suspended))
+    dm.suspend = watched
+    return seen
+
+
+def test_workers_snapshot_vdisks_at_once_each_suspended_only_for_its_own(many):
+    # The first two snapshots meet at a barrier: they pass only if two run at once (one worker: BrokenBarrierError).
+    barrier, message = threading.Barrier(2, timeout=10), many.dm.message
+
+    def meeting(name, text):
+        if text.split()[-1] in ('1', '2'):
+            barrier.wait()
+        return message(name, text)
+    many.dm.message = meeting
+    seen = _watch_suspends(many.dm)
+    created, failures = many.open().create(sorted('vd%02d' % i for i in range(1, 13)), 'first')
+    assert failures == {} and len(created) == 12
+    assert sorted(s.thin_id for s in created.values()) == list(range(ts.FIRST_ID, ts.FIRST_ID + 12))
+    for vdisk, snap in created.items():
+        dev = 'vdisks-vdisk--' + vdisk
+        assert many.dm.devices[snap.thin_id] == 'content of ' + vdisk
+        # this origin's own calls, in order: suspended for its own message only
+        own = [c for c in many.dm.log if c[1] == dev or c[1].endswith(' %d' % int(vdisk[2:]))]
+        assert own == [('suspend', dev), ('message', 'create_snap %d %d' % (snap.thin_id, int(vdisk[2:]))),
+                       ('resume', dev)]
+    assert 2 <= seen['most'] <= 4
+    assert many.dm.suspended == set()
+
+
+def test_workers_keep_failures_apart_and_step_over_taken_ids(many):
+    many.dm.fail[('suspend', 'vdisks-vdisk--vd03')] = errno.EIO
+    many.dm.devices[ts.FIRST_ID + 5] = 'leaked: a device the catalog does not name'
+    created, failures = many.open().create(sorted('vd%02d' % i for i in range(1, 13)), 'x')
+    assert sorted(failures) == ['vd03'] and 'suspend' in failures['vd03']
+    assert len(created) == 11 and len(set(s.thin_id for s in created.values())) == 11
+    assert ts.FIRST_ID + 5 not in [s.thin_id for s in created.values()]
+    assert many.dm.devices[ts.FIRST_ID + 5] == 'leaked: a device the catalog does not name'
+    assert all(many.dm.devices[s.thin_id] == 'content of ' + v for v, s in created.items())
+    assert many.open().audit() == {'unfinished': [], 'missing': [], 'leaked': [ts.FIRST_ID + 5], 'suspended': []}
+
+
+def test_workers_delete_at_once_and_report_each_failure(many):
+    snaps = many.open()
+    created, _failures = snaps.create(sorted('vd%02d' % i for i in range(1, 13)), 'x')
+    busy = created['vd07'].thin_id
+    many.dm.opened.add(busy)
+    deleted, failures = snaps.delete(list(created.values()))
+    assert len(deleted) == 11 and list(failures) == [('vd07', 'x')] and 'busy' in failures[('vd07', 'x')]
+    assert sorted(i for i in many.dm.devices if i >= ts.FIRST_ID) == [busy]
+    assert [s.name for s in snaps.list()] == ['x'] and snaps.list()[0].state == 'ready'
+
+
+def test_an_error_in_a_worker_ends_the_run_with_no_vdisk_left_suspended(many):
+    message = many.dm.message
+
+    def broken(name, text):
+        if text.endswith(' 5'):
+            raise RuntimeError('a bug, not a device-mapper error')
+        return message(name, text)
+    many.dm.message = broken
+    with pytest.raises(RuntimeError, match='a bug'):
+        many.open().create(sorted('vd%02d' % i for i in range(1, 13)), 'x')
+    assert many.dm.suspended == set()
+    assert many.open().audit()['suspended'] == []
 
 
 def test_inactive_origin_is_not_suspended(env):
@@ -543,6 +629,11 @@ def test_weekly_buckets_start_on_monday():
     ({'pool': POOL, 'vdisks': {'node01': {'retention': {'minutely': 0, 'hourly': 0, 'daily': 0, 'weekly': 0}}}},
      'keeps nothing'),
     ({'pool': POOL, 'intervall': 1}, 'unknown setting'),
+    ({'pool': POOL, 'round_workers': 0}, 'round_workers must be a whole number from 1 to 32'),
+    ({'pool': POOL, 'round_workers': 33}, 'round_workers'),
+    ({'pool': POOL, 'round_workers': '4'}, 'round_workers'),
+    ({'pool': POOL, 'round_workers': True}, 'round_workers'),
+    ({'pool': POOL, 'round_workers': 2.5}, 'round_workers'),
 ])
 def test_bad_configuration_is_refused(config, message):
     with pytest.raises(sched.ConfigError, match=message):
