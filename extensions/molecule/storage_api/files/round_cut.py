@@ -136,7 +136,7 @@ def main(phase):
             else:
                 suspended = [v for n, v in names.items() if dm.info(n)['suspended']]
                 if suspended:
-                    frozen_at = 'vDisk %s suspended for its snapshot' % suspended[0]
+                    frozen_at = 'vDisks %s suspended for their snapshots (round_workers at once)' % ', '.join(suspended)
                 elif time.time() - seen >= patience:
                     frozen_at = 'snapshots half made'
             if frozen_at:
