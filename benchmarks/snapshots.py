@@ -166,8 +166,8 @@ def ssh(vm, cmd, stdin=None):
             break
         time.sleep(5)
     if result.returncode != 0:
-        sys.exit("benchmark step failed: ssh %s %s\n%s\n%s" % (vm, cmd[:300], result.stdout[-3000:],
-                                                                result.stderr[-3000:]))
+        sys.exit("benchmark step failed: ssh %s %s\n%s\n%s"
+                 % (vm, cmd[:300], result.stdout[-3000:], result.stderr[-3000:]))
     return result.stdout
 
 
