@@ -421,8 +421,8 @@ class ThinSnapshots(object):
         With ``workers`` > 1, that many run at once: each vDisk is still
         suspended only for its own snapshot, and the pool takes its messages
         one at a time, but the calls overlap each other's waits and use every
-        CPU (a round's snapshots of 501 changed vDisks in the TCG lab: 7.3-7.5 s
-        in 4 threads, 15.9-18.3 s in one; docs/snapshots.md). Any other exception is raised
+        CPU (a round's snapshots of 501 changed vDisks in the TCG lab: 6.4-7.5 s
+        in 4 threads, 11.1-18.3 s in one; docs/snapshots.md). Any other exception is raised
         once the calls already running have ended (each resumes its vDisk).
         """
         def call(item):
