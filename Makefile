@@ -44,9 +44,9 @@ deps: .deps.stamp
 	@touch $@
 
 venv: $(VENV)/.stamp
-$(VENV)/.stamp: requirements-dev.txt | deps
+$(VENV)/.stamp: requirements-dev.txt constraints-dev.txt | deps
 	/usr/bin/python3 -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt -c constraints-dev.txt
 	@touch $@
 
 image: deps
