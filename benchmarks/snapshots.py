@@ -31,7 +31,8 @@ on the thin volume itself. It prints the median and range of IOPS (MiB/s for
 the first round over them; then idle, and while fio writes to the first
 volume, each with unchanged vDisks sharing their last snapshot (the default,
 share_unchanged) and, as the baseline in the same run, without (every vDisk
-suspended and snapshotted); and rounds after a 4 KiB write to every volume
+suspended and snapshotted; idle also with round_workers 1, which reads
+the vDisks' write markers one at a time); and rounds after a 4 KiB write to every volume
 (none unchanged), with round_workers as the role sets it (4) and, as the
 baseline, 1 (one vDisk at a time, as before) and 8. --round-cases picks
 some of them. It also times how long udev then takes for the rounds'
@@ -275,6 +276,8 @@ class Bench(object):
     ROUND_CASES = (
         ("first", "first round over them (no vDisk known unchanged)", False, False, True, None, 1),
         ("idle", "idle, share_unchanged", False, False, True, None, 2),
+        ("idle", "idle, share_unchanged, baseline: round_workers 1 (markers read one at a time)",
+         False, False, True, 1, 2),
         ("idle", "idle, baseline: share_unchanged false", False, False, False, None, 2),
         ("fio", "under fio, share_unchanged", True, False, True, None, 2),
         ("fio", "under fio, baseline: share_unchanged false", True, False, False, None, 2),
