@@ -323,12 +323,17 @@ class ThinSnapshots(object):
         this one with no write in flight: the device holds what it did then.
         """
         known = dict((r['vdisk'], r) for r in self.db.execute('SELECT * FROM write_marker'))
-        candidates = [v for v in todo if v in known and known[v]['wwn'] == volumes[v]['wwn']]
         result = {}
-        # Read in the workers too: a few sysfs files and two ioctls per vDisk, about 0.55 s for 500 in one thread.
-        for vdisk, now, _exc in self._each(lambda v: self._marker(volumes[v]), candidates):
-            if now is not None and now[1] == 0 and now[0] == known[vdisk]['marker']:
-                result[vdisk] = known[vdisk]['thin_id']
+        # One after another, not in the workers: each read is about 1.1 ms of Python, sysfs and two ioctls, and
+        # threads only contend for it (an idle round over 501 vDisks: 2.50-2.59 s read in 4 threads, 1.77-2.12 s
+        # in one; docs/snapshots.md).
+        for vdisk in todo:
+            row = known.get(vdisk)
+            if row is None or row['wwn'] != volumes[vdisk]['wwn']:
+                continue
+            now = self._marker(volumes[vdisk])
+            if now is not None and now[1] == 0 and now[0] == row['marker']:
+                result[vdisk] = row['thin_id']
         return result
 
     def _create(self, vdisks, name, kind, parent, share_unchanged):

@@ -256,28 +256,6 @@ def test_workers_snapshot_vdisks_at_once_each_suspended_only_for_its_own(many):
     assert many.dm.suspended == set()
 
 
-def test_workers_read_the_markers_of_a_round_at_once(many):
-    names = sorted('vd%02d' % i for i in range(1, 13))
-    many.open().round_snapshots(names, 'auto-1')
-    for name in names[6:]:
-        many.dm.write('vdisks-vdisk--' + name, 'changed ' + name)
-    # Every marker read meets another at a barrier (one worker: BrokenBarrierError, the round fails).
-    barrier, marker = threading.Barrier(2, timeout=10), many.dm.write_marker
-
-    def meeting(major, minor, node):
-        barrier.wait()
-        return marker(major, minor, node)
-    many.dm.write_marker = meeting
-    snaps = many.open()
-    snaps.write_marker = meeting
-    created, failures, unchanged = snaps.round_snapshots(names, 'auto-2')
-    assert failures == {} and unchanged == names[:6] and sorted(created) == names
-    first = dict((s.vdisk, s.thin_id) for s in snaps.list(kinds=('scheduled',)) if s.name == 'auto-1')
-    assert all(created[v].thin_id == first[v] for v in names[:6])
-    assert all(created[v].thin_id != first[v] and many.dm.devices[created[v].thin_id] == 'changed ' + v
-               for v in names[6:])
-
-
 def test_workers_keep_failures_apart_and_step_over_taken_ids(many):
     many.dm.fail[('suspend', 'vdisks-vdisk--vd03')] = errno.EIO
     many.dm.devices[ts.FIRST_ID + 5] = 'leaked: a device the catalog does not name'
