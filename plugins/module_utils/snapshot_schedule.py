@@ -38,10 +38,10 @@ INTERVALS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
 DEFAULT_RETENTION = {'minutely': 60, 'hourly': 24, 'daily': 7, 'weekly': 4, 'monthly': 0}
 DEFAULT_RESERVE_PERCENT = 20
 # vDisks a round snapshots (and snapshots it prunes) at once. 4: in the TCG lab a
-# round over 501 changed vDisks took 11.2-13.5 s against 17.6-31.5 s in one thread
-# (8 workers: 10.7-11.6 s, no better; the device-mapper calls alone: 3.1 s
-# against 5.7-7.6 s); each
-# vDisk's pause grows with the workers queued on the pool's messages.
+# round over 501 changed vDisks took 9.8-13.5 s against 14.4-31.5 s in one thread
+# (8 workers: 8.6-11.6 s, little better; the device-mapper calls alone: 3.1 s
+# against 5.7-7.6 s); each vDisk's pause grows with the workers queued on the
+# pool's messages.
 DEFAULT_ROUND_WORKERS = 4
 MAX_ROUND_WORKERS = 32
 STATUS_FILE = 'snapshot-status.json'
