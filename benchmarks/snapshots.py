@@ -31,9 +31,9 @@ on the thin volume itself. It prints the median and range of IOPS (MiB/s for
 the first round over them; then idle, and while fio writes to the first
 volume, each with unchanged vDisks sharing their last snapshot (the default,
 share_unchanged) and, as the baseline in the same run, without (every vDisk
-suspended and snapshotted; idle also with round_workers 1, which reads
-the vDisks' write markers one at a time); and rounds after a 4 KiB write to every volume
-(none unchanged), with round_workers as the role sets it (4) and, as the
+suspended and snapshotted; idle also with round_workers 1, the baseline
+for reading the write markers in threads); and rounds after a 4 KiB write
+to every volume (none unchanged), with round_workers as the role sets it (4) and, as the
 baseline, 1 (one vDisk at a time, as before) and 8. --round-cases picks
 some of them. It also times how long udev then takes for the rounds'
 change events. --round-cache write-back,write-through runs
