@@ -34,9 +34,14 @@ share_unchanged) and, as the baseline in the same run, without (every vDisk
 suspended and snapshotted; idle also with round_workers 1, the baseline
 for reading the write markers in threads); and rounds after a 4 KiB write
 to every volume (none unchanged), with round_workers as the role sets it (4) and, as the
-baseline, 1 (one vDisk at a time, as before) and 8. --round-cases picks
-some of them. It also times how long udev then takes for the rounds'
-change events. --round-cache write-back,write-through runs
+baseline, 1 (one vDisk at a time, as before) and 8, and without the
+storage_host role's udev rules for vDisk volumes (LVM's rules only; all
+other cases run with them, as the role installs them by default). It also
+times how long udev then takes for the rounds' change events and the CPU it
+used. --round-cases events: 200 resumes through libdevmapper (a udev
+cookie on each change event, as the rounds resumed before) and through the
+ioctl the rounds use now (none), udev's CPU for each, twice; not in the
+default set. --round-cases picks some of them. --round-cache write-back,write-through runs
 them with the pool's disk as the lab gives it (a volatile write cache: each
 dm-thin metadata commit flushes it, an fdatasync of the disk's file on the
 host) and then told it has none (flushes end at once, as on a drive with
@@ -53,7 +58,7 @@ Rounds run as the timer runs them (see round_command).
 Usage: python3 benchmarks/snapshots.py [--pairs 3] [--runtime 60] [--jobs a,b] [--sets 256M,2G]
                                        [--local | --where remote,local]
                                        [--disk-cache write-back] [--round-vdisks 500]
-                                       [--round-cases first,idle,fio,changed] [--round-cache write-back,write-through]
+                                       [--round-cases first,idle,fio,changed,events] [--round-cache write-back,write-through]
                                        [--export block|write-through] [--json FILE] [--keep]
 """
 
@@ -74,6 +79,7 @@ DISK = "/dev/disk/by-id/virtio-cdlab-disk1"
 VOLUME_BYTES = 2 << 30
 SNAPSHOTS = "PYTHONPATH=/usr/lib/clusterducks-vdisk python3 -m vdisk_snapshots"
 UNIT_TEMPLATE = os.path.join(REPO, "roles", "storage_host", "templates", "clusterducks-vdisk-snapshot.service.j2")
+UDEV_RULES = ("55-vdisk-clusterducks.rules", "56-vdisk-clusterducks.rules")  # the storage_host role's
 JOBS = {
     "randwrite-4k-qd16": "--rw=randwrite --bs=4k --iodepth=16",
     "randwrite-4k-qd16-zipf": "--rw=randwrite --bs=4k --iodepth=16 --random_distribution=zipf:1.2",
@@ -150,6 +156,45 @@ def round_command():
 ROUND = round_command()
 
 
+def udev_rules():
+    """{file name: text} of the storage_host role's udev rules for vDisk volumes, for the benchmark's volume
+    group (rendered with Jinja2, Ansible's, from the venv)."""
+    import jinja2
+    rules = {}
+    for name in UDEV_RULES:
+        with open(os.path.join(REPO, "roles", "storage_host", "templates", name + ".j2")) as f:
+            rules[name] = jinja2.Template(f.read(), keep_trailing_newline=True).render(
+                ansible_managed="benchmarks/snapshots.py", storage_host_pool_vg="cdbench")
+    return rules
+
+
+# A resume's change event, with libdevmapper's udev cookie (as the rounds resumed before) and with the ioctl
+# the rounds use now (no cookie): udev's CPU for the events of 200 resumes, each way, twice.
+RESUME_EVENTS = r"""
+import glob, os, subprocess, sys, time
+sys.path.insert(0, '/usr/lib/clusterducks-vdisk')
+from vdisk_snapshots import devmapper
+dm = devmapper.DeviceMapper()
+names = sorted(os.path.basename(p) for p in glob.glob('/dev/mapper/cdbench-vdisk--many*'))[:200]
+def udev_cpu():
+    return int(subprocess.run(['systemctl', 'show', 'systemd-udevd', '-p', 'CPUUsageNSec', '--value'],
+                              capture_output=True, text=True).stdout) / 1e9
+for way in ('libdevmapper (udev cookie)', 'ioctl (no cookie)') * 2:
+    subprocess.run(['udevadm', 'settle', '--timeout=300'], check=True)
+    cpu, start = udev_cpu(), time.time()
+    for name in names:
+        dm.suspend(name)
+        if way.startswith('ioctl'):
+            dm.resume(name)
+        else:
+            dm._run(5, name, 'resume')  # DM_DEVICE_RESUME through libdevmapper
+    done = time.time()
+    subprocess.run(['udevadm', 'settle', '--timeout=300'], check=True)
+    print('%d resumes through %s: udev used %.1f s of CPU, its queue drained %.1f s after' % (
+        len(names), way, udev_cpu() - cpu, time.time() - done), flush=True)
+"""
+
+
 def sh(argv, **kw):
     result = subprocess.run(argv, text=True, capture_output=True, check=False, **kw)
     if result.returncode != 0:
@@ -201,6 +246,8 @@ class Bench(object):
         script = PREPARE.format(disk=DISK, size=VOLUME_BYTES)
         subprocess.run(CDLAB + ["ssh", "storage", "bash -c %s" % shquote(script)], input=code, check=True,
                        capture_output=True)
+        self.rules_on = None
+        self.udev_rules(True)  # the storage_host role installs them by default
         print("filling the thin volume once with incompressible data ...", flush=True)
         ssh("storage", "[ -e /root/filled ] || { fio --name=fill --filename=/dev/cdbench/vdisk-bench --size=%d "
             "--rw=write --bs=1M --iodepth=8 --ioengine=libaio --direct=1 --refill_buffers "
@@ -214,6 +261,17 @@ class Bench(object):
         self.disk_cache(args.disk_cache)
         with open(os.path.join(REPO, ".lab", LAB, "storage", "qemu.cmdline")) as f:
             self.accel = f.read().split("-accel ")[1].split()[0]
+
+    def udev_rules(self, on):
+        """The role's udev rules for vDisk volumes on (as it installs them) or off (LVM's rules only,
+        storage_host_pool_udev_rules: false)."""
+        if on == self.rules_on:
+            return
+        for name, text in udev_rules().items():
+            path = "/etc/udev/rules.d/" + name
+            ssh("storage", ("cat > %s" % path) if on else ("rm -f %s" % path), stdin=text if on else None)
+        ssh("storage", "udevadm control --reload")
+        self.rules_on = on
 
     def disk_cache(self, mode):
         """Tell the storage VM's kernel whether the pool's disk has a volatile
@@ -272,26 +330,32 @@ class Bench(object):
         return results
 
     # (case, label, fio on the first volume, a 4 KiB write to every volume first, share_unchanged,
-    #  round_workers (None: the default), rounds)
+    #  round_workers (None: the default), rounds, the role's udev rules on)
     ROUND_CASES = (
-        ("first", "first round over them (no vDisk known unchanged)", False, False, True, None, 1),
-        ("idle", "idle, share_unchanged", False, False, True, None, 2),
+        ("first", "first round over them (no vDisk known unchanged)", False, False, True, None, 1, True),
+        ("idle", "idle, share_unchanged", False, False, True, None, 2, True),
         ("idle", "idle, share_unchanged, baseline: round_workers 1 (markers read one at a time)",
-         False, False, True, 1, 2),
-        ("idle", "idle, baseline: share_unchanged false", False, False, False, None, 2),
-        ("fio", "under fio, share_unchanged", True, False, True, None, 2),
-        ("fio", "under fio, baseline: share_unchanged false", True, False, False, None, 2),
-        ("changed", "every vDisk written since the last round, share_unchanged", False, True, True, None, 2),
-        ("changed", "every vDisk written since the last round, baseline: round_workers 1", False, True, True, 1, 2),
-        ("changed", "every vDisk written since the last round, round_workers 8", False, True, True, 8, 2),
+         False, False, True, 1, 2, True),
+        ("idle", "idle, baseline: share_unchanged false", False, False, False, None, 2, True),
+        ("fio", "under fio, share_unchanged", True, False, True, None, 2, True),
+        ("fio", "under fio, baseline: share_unchanged false", True, False, False, None, 2, True),
+        ("changed", "every vDisk written since the last round, share_unchanged", False, True, True, None, 2, True),
+        ("changed", "every vDisk written since the last round, baseline: LVM's udev rules only "
+         "(storage_host_pool_udev_rules false)", False, True, True, None, 2, False),
+        ("changed", "every vDisk written since the last round, baseline: round_workers 1", False, True, True, 1, 2,
+         True),
+        ("changed", "every vDisk written since the last round, round_workers 8", False, True, True, 8, 2, True),
     )
 
     def _rounds(self, cache):
         results = {}
         cases = self.args.round_cases.split(",")
-        for case, label, load, write_all, share, workers, count in self.ROUND_CASES:
+        if "events" in cases:
+            print(ssh("storage", "python3 -c %s" % shquote(RESUME_EVENTS)).strip(), flush=True)
+        for case, label, load, write_all, share, workers, count, rules in self.ROUND_CASES:
             if case not in cases:
                 continue
+            self.udev_rules(rules)
             label = "%s, disk cache %s" % (label, cache)
             ssh("storage", "python3 -c %s" % shquote(
                 "import json\n"
@@ -304,25 +368,33 @@ class Bench(object):
             runs = []
             for _attempt in range(count):
                 if write_all:
-                    # One 4 KiB write (O_DIRECT, synced) to each volume, through its device as LIO's would go.
+                    # One 4 KiB write (O_DIRECT, synced) to each volume, through its device as LIO's would go;
+                    # through a node of its own, not /dev's: closing a node udev watches (LVM's rules set the
+                    # watch) after writing makes a change event, which LIO's writes do not.
                     ssh("storage", "python3 -c %s" % shquote(
-                        "import glob, mmap, os\n"
+                        "import glob, mmap, os, stat\n"
                         "buf = mmap.mmap(-1, 4096); buf.write(os.urandom(4096))\n"
+                        "node = '/run/bench-node'\n"
                         "for dev in glob.glob('/dev/mapper/cdbench-vdisk--many*'):\n"
-                        "    fd = os.open(dev, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)\n"
-                        "    os.pwritev(fd, [buf], 0); os.close(fd)\n"))
+                        "    os.mknod(node, stat.S_IFBLK | 0o600, os.stat(dev).st_rdev)\n"
+                        "    fd = os.open(node, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)\n"
+                        "    os.pwritev(fd, [buf], 0); os.close(fd); os.unlink(node)\n"))
                 if load:
                     writer = subprocess.Popen(CDLAB + ["ssh", "initiator", fio_cmd(
                         "randwrite-4k-qd16", self.lun, "2G", 40, "/run/many")], stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE)
                     time.sleep(8)
-                # udevadm settle first, and after: how long udev takes for the round's change events.
-                out = ssh("storage", "udevadm settle --timeout=300; %s; s=$(date +%%s.%%N); "
-                          "udevadm settle --timeout=300; echo \"udev settled $(date +%%s.%%N) $s\"" % ROUND)
+                # udevadm settle first, and after: how long udev takes for the round's change events, and
+                # how much CPU it used for them (from the round's start).
+                cpu = "systemctl show systemd-udevd -p CPUUsageNSec --value"
+                out = ssh("storage", "udevadm settle --timeout=300; c=$(%s); %s; s=$(date +%%s.%%N); "
+                          "udevadm settle --timeout=300; echo \"udev settled $(date +%%s.%%N) $s $c $(%s)\""
+                          % (cpu, ROUND, cpu))
                 lines = out.strip().splitlines()
                 settled = lines[-1].split()
-                runs.append("%s; udev's queue of change events drained %.1f s after the round"
-                            % (" ".join(lines[:-1]), float(settled[2]) - float(settled[3])))
+                runs.append("%s; udev's queue of change events drained %.1f s after the round, udev used %.1f s "
+                            "of CPU" % (" ".join(lines[:-1]), float(settled[2]) - float(settled[3]),
+                                        (int(settled[5]) - int(settled[4])) / 1e9))
                 print("%s: %s" % (label, runs[-1]), flush=True)
                 if load:
                     writer.communicate()
@@ -355,7 +427,8 @@ def main():
                    help="the pool disk's cache mode for the on/off pairs (see Bench.disk_cache)")
     p.add_argument("--round-cases", default="first,idle,fio,changed",
                    help="which rounds over many vDisks, comma-separated: first, idle, fio (fio on one vDisk), changed "
-                        "(every vDisk written since the last round: round_workers as configured, 1 and 8)")
+                        "(every vDisk written since the last round: round_workers as configured, 1 and 8, and "
+                        "without the role's udev rules), events (udev's CPU for resumes with and without a cookie)")
     p.add_argument("--round-cache", default="write-back",
                    help="the pool disk's cache modes for the rounds over many vDisks, comma-separated, in turn "
                         "(default: write-back; write-back,write-through compares them)")
@@ -367,8 +440,8 @@ def main():
     args = p.parse_args()
     if args.where and not set(args.where.split(",")) <= {"remote", "local"}:
         p.error("--where takes remote, local or both (comma-separated)")
-    if not set(args.round_cases.split(",")) <= {"first", "idle", "fio", "changed"}:
-        p.error("--round-cases takes first, idle, fio and changed (comma-separated)")
+    if not set(args.round_cases.split(",")) <= {"first", "idle", "fio", "changed", "events"}:
+        p.error("--round-cases takes first, idle, fio, changed and events (comma-separated)")
     if not set(args.round_cache.split(",")) <= {"write-back", "write-through"}:
         p.error("--round-cache takes write-back, write-through or both (comma-separated)")
     jobs = args.jobs.split(",") if args.jobs else list(JOBS)
