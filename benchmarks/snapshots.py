@@ -374,7 +374,7 @@ class Bench(object):
                     ssh("storage", "python3 -c %s" % shquote(
                         "import glob, mmap, os, stat\n"
                         "buf = mmap.mmap(-1, 4096); buf.write(os.urandom(4096))\n"
-                        "node = '/run/bench-node'\n"
+                        "node = '/root/bench-node'  # /run is nodev\n"
                         "for dev in glob.glob('/dev/mapper/cdbench-vdisk--many*'):\n"
                         "    os.mknod(node, stat.S_IFBLK | 0o600, os.stat(dev).st_rdev)\n"
                         "    fd = os.open(node, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)\n"
