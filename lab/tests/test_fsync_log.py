@@ -18,6 +18,15 @@ def run_check(tmp_path, capsys):
     return rc, result
 
 
+def damage(tmp_path, seq, offset=100):
+    # Flipped, not zeroed: the payload is random, so a zero written over a zero (1 in 256) damaged nothing.
+    with open(tmp_path / "log", "r+b") as f:
+        f.seek(seq * fsync_log.BLOCK + offset)
+        byte = f.read(1)[0]
+        f.seek(seq * fsync_log.BLOCK + offset)
+        f.write(bytes([byte ^ 0xFF]))
+
+
 def test_every_acknowledged_record_is_checked(tmp_path, capsys):
     fsync_log.write(str(tmp_path / "log"), str(tmp_path / "acks"), count=20)
     assert run_check(tmp_path, capsys) == (0, {"acked": 20, "intact": 20, "first_bad": None, "extra": 0,
@@ -29,9 +38,7 @@ def test_every_acknowledged_record_is_checked(tmp_path, capsys):
 
 def test_a_damaged_or_missing_record_fails(tmp_path, capsys):
     fsync_log.write(str(tmp_path / "log"), str(tmp_path / "acks"), count=10)
-    with open(tmp_path / "log", "r+b") as f:
-        f.seek(4 * fsync_log.BLOCK + 200)
-        f.write(b"\0")
+    damage(tmp_path, 4, offset=200)
     rc, result = run_check(tmp_path, capsys)
     assert (rc, result["first_bad"], result["intact"]) == (1, 4, 9)
     os.truncate(tmp_path / "log", 3 * fsync_log.BLOCK)  # acknowledged, then lost
@@ -58,12 +65,6 @@ def test_rate_limits_records_a_second(tmp_path, capsys):
 def write_acks(tmp_path, times):
     with open(tmp_path / "acks", "w") as f:
         f.writelines("%d %.6f\n" % (seq, t) for seq, t in enumerate(times))
-
-
-def damage(tmp_path, seq):
-    with open(tmp_path / "log", "r+b") as f:
-        f.seek(seq * fsync_log.BLOCK + 100)
-        f.write(b"\0")
 
 
 def test_the_record_spanning_an_outage_is_told_apart(tmp_path, capsys):
