@@ -8,18 +8,13 @@
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import stat
-import subprocess
 import threading
 import time
 
 import pytest
 
 from ansible_collections.clusterducks.vdisk.plugins.module_utils import locking
-
-DEFAULT_LOCK_PATH = locking.LOCK_PATH  # before any test moves it
 
 
 @pytest.fixture
@@ -68,16 +63,3 @@ def test_the_lock_is_released_when_the_run_fails(lock_path):
             raise RuntimeError('module failed')
     with locking.host_lock(timeout=0):
         pass
-
-
-def test_the_storage_host_role_takes_the_same_lock_from_the_shell(lock_path):
-    # roles/storage_host/handlers/main.yml resumes vDisks under flock(1) on this
-    # path, so that no snapshot round (which holds host_lock) has one suspended.
-    handlers = os.path.join(os.path.dirname(locking.__file__), '..', '..', 'roles', 'storage_host', 'handlers', 'main.yml')
-    with open(handlers) as f:
-        assert re.search(r'storage_host_modules_lock: (\S+)', f.read()).group(1) == DEFAULT_LOCK_PATH
-    if shutil.which('flock') is None:
-        pytest.skip('no flock(1) here')
-    with locking.host_lock():
-        assert subprocess.run(['flock', '--nonblock', lock_path, 'true'], check=False).returncode == 1
-    assert subprocess.run(['flock', '--nonblock', lock_path, 'true'], check=False).returncode == 0
