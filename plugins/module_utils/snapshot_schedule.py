@@ -211,13 +211,11 @@ def run_round(config, snapshots, now=None):
         errors += ['snapshot of %s: %s' % (v, e) for v, e in sorted(failures.items())]
     snapshotted = time.time()
     # Retention, per vDisk (and per earlier vDisk of a name: orphans age out the same way).
-    groups = {}
-    for snap in snapshots.list(kinds=('scheduled',)) + [s for s in snapshots.orphans() if s.kind == 'scheduled']:
-        groups.setdefault((snap.vdisk, snap.wwn), []).append(snap)
+    # Its cost grows with every entry the pool keeps: plain rows, and Snapshots only for the expired.
     expired = []
-    for (vdisk, _wwn), snaps in sorted(groups.items()):
-        kept = keep([s.created for s in snaps], retention_for(config, vdisk), now)
-        expired += [s for s in snaps if s.created not in kept]
+    for (vdisk, _wwn), entries in sorted(snapshots.scheduled_entries().items()):
+        kept = keep([created for created, _name in entries], retention_for(config, vdisk), now)
+        expired += [snapshots.get(vdisk, name) for created, name in entries if created not in kept]
     _deleted, failures = snapshots.delete(expired)
     errors += ['pruning %s@%s: %s' % (k[0], k[1], v) for k, v in sorted(failures.items())]
     after = snapshots.pool_usage()
@@ -251,12 +249,8 @@ def guard_lines(result, config):
 def summarize(snapshots, now):
     """{vDisk: {'count', 'scheduled', 'newest'}} for the status file."""
     result = dict((v, {'count': 0, 'scheduled': 0, 'newest': None}) for v in snapshots.volumes())
-    for snap in snapshots.list():
-        entry = result[snap.vdisk]
-        entry['count'] += 1
-        if snap.kind == 'scheduled':
-            entry['scheduled'] += 1
-            entry['newest'] = max(entry['newest'] or 0, snap.created)
+    for vdisk, (count, scheduled, newest) in snapshots.counts().items():
+        result[vdisk] = {'count': count, 'scheduled': scheduled, 'newest': newest}
     return result
 
 

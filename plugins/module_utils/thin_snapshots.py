@@ -224,6 +224,29 @@ class ThinSnapshots(object):
         return [Snapshot(r) for r in self.db.execute('SELECT * FROM snapshot ORDER BY created')
                 if r['vdisk'] not in volumes or r['wwn'] != volumes[r['vdisk']]['wwn']]
 
+    def scheduled_entries(self):
+        """{(vdisk, wwn): [(created, name), ...]} of every scheduled entry, orphans' too: what retention decides on.
+
+        Plain rows, not Snapshots: a pool that keeps 100 snapshots of each of
+        500 vDisks has 50,000 entries, and every round reads them all.
+        """
+        groups = {}
+        cursor = self.db.cursor()
+        cursor.row_factory = None
+        for vdisk, wwn, name, created in cursor.execute(
+                "SELECT vdisk, wwn, name, created FROM snapshot WHERE kind = 'scheduled' ORDER BY created, name"):
+            groups.setdefault((vdisk, wwn), []).append((created, name))
+        return groups
+
+    def counts(self):
+        """{vdisk: (entries, scheduled entries, newest scheduled created or None)} of the current vDisks, in SQL."""
+        volumes = self.volumes()
+        cursor = self.db.cursor()
+        cursor.row_factory = None
+        return dict((vdisk, (count, scheduled, newest)) for vdisk, wwn, count, scheduled, newest in cursor.execute(
+            "SELECT vdisk, wwn, COUNT(*), SUM(kind = 'scheduled'), MAX(CASE WHEN kind = 'scheduled' THEN created END) "
+            "FROM snapshot GROUP BY vdisk, wwn") if vdisk in volumes and wwn == volumes[vdisk]['wwn'])
+
     def get(self, vdisk, name):
         row = self.db.execute('SELECT * FROM snapshot WHERE vdisk = ? AND name = ?', (vdisk, name)).fetchone()
         return Snapshot(row) if row is not None else None

@@ -674,6 +674,54 @@ def test_rounds_snapshot_every_enabled_vdisk_and_prune(env):
     assert snaps.get('node01', 'manual-one') is not None  # never pruned
 
 
+def test_a_former_vdisks_scheduled_entries_age_out_by_its_names_retention(env):
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 2}, 'vdisks': {'node01': {'enabled': False}}})
+    env.open().create(['node01'], 'manual-old')
+    _round(env, config, 1)
+    snaps = env.open()
+    snaps.round_snapshots(['node01'], 'auto-old', share_unchanged=False)
+    env.write_meta('node01', 'wwn-new')  # deleted and made again: those entries are orphans now
+    _round(env, config, 3)
+    snaps = env.open()
+    assert [(s.name, s.kind) for s in snaps.orphans()] == [('manual-old', 'manual')]  # the scheduled one aged out
+    assert snaps.list('node01') == []
+
+
+def test_the_status_counts_match_the_entries(env):
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 3}})
+    env.open().create(['node01'], 'manual-one')
+    _round(env, config, 4)
+    env.open().create(['node02'], 'manual-two')
+    env.write_meta('node03', 'wwn-new')  # its entries are orphans: not counted for the new node03
+    snaps = env.open()
+    summary = sched.summarize(snaps, env.clock.now)
+    assert summary['node01'] == {'count': 4, 'scheduled': 3, 'newest': snaps.list('node01')[-1].created}
+    assert summary['node02']['count'] == 4 and summary['node02']['scheduled'] == 3
+    assert summary['node03'] == {'count': 0, 'scheduled': 0, 'newest': None}
+    for vdisk, entry in summary.items():  # as a walk over every Snapshot would count them
+        listed = snaps.list(vdisk)
+        scheduled = [s.created for s in listed if s.kind == 'scheduled']
+        assert entry == {'count': len(listed), 'scheduled': len(scheduled), 'newest': max(scheduled, default=None)}
+
+
+def test_a_round_reads_only_plain_rows_of_the_entries_it_keeps(env, monkeypatch):
+    # Whatever a pool keeps (100 entries of each of 500 vDisks is 50,000), a round
+    # makes Snapshot objects only of what it creates, prunes or finishes.
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 40}})
+    _round(env, config, 40)
+    made = []
+    init = ts.Snapshot.__init__
+
+    def counting(self, row):
+        made.append(row['name'])
+        init(self, row)
+
+    monkeypatch.setattr(ts.Snapshot, '__init__', counting)
+    report = _round(env, config, 1)
+    assert report['created'] == 3 and report['pruned'] == 3
+    assert len(made) == 6, made
+
+
 def test_guard_prunes_oldest_scheduled_first_and_stops_snapshots(env):
     config = sched.check_config({'pool': POOL, 'retention': {'minutely': 100}, 'reserve_percent': 20})
     _round(env, config, 3)
