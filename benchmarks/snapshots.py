@@ -41,7 +41,12 @@ times how long udev then takes for the rounds' change events and the CPU it
 used. --round-cases events: 200 resumes through libdevmapper (a udev
 cookie on each change event, as the rounds resumed before) and through the
 ioctl the rounds use now (none), udev's CPU for each, twice; not in the
-default set. --round-cases picks some of them. --round-cache write-back,write-through runs
+default set. --round-cases deep (not in the default set either): two rounds
+over every vDisk changed with one entry each (minutely: 1), then each
+vDisk seeded with the snapshots a year of 1-minute rounds leaves under
+retention minutely 60, hourly 24, daily 7, weekly 4, monthly 12 (real
+snapshots, about 100 per vDisk), and the same rounds over them, idle
+rounds, and the listing, audit and check. --round-cases picks some of them. --round-cache write-back,write-through runs
 them with the pool's disk as the lab gives it (a volatile write cache: each
 dm-thin metadata commit flushes it, an fdatasync of the disk's file on the
 host) and then told it has none (flushes end at once, as on a drive with
@@ -58,11 +63,12 @@ Rounds run as the timer runs them (see round_command).
 Usage: python3 benchmarks/snapshots.py [--pairs 3] [--runtime 60] [--jobs a,b] [--sets 256M,2G]
                                        [--local | --where remote,local]
                                        [--disk-cache write-back] [--round-vdisks 500]
-                                       [--round-cases first,idle,fio,changed,events] [--round-cache write-back,write-through]
+                                       [--round-cases first,idle,fio,changed,events,deep] [--round-cache write-back,write-through]
                                        [--export block|write-through] [--json FILE] [--keep]
 """
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -170,6 +176,67 @@ def udev_rules():
 
 # A resume's change event, with libdevmapper's udev cookie (as the rounds resumed before) and with the ioctl
 # the rounds use now (no cookie): udev's CPU for the events of 200 resumes, each way, twice.
+# --round-cases deep: the retention of a pool that keeps a month's history (the issue's classes), so that every
+# vDisk holds about a hundred entries; the rounds and the listing over them against the same rounds over one.
+DEEP_RETENTION = {"minutely": 60, "hourly": 24, "daily": 7, "weekly": 4, "monthly": 12}
+DEEP_LABEL = "retention minutely 60, hourly 24, daily 7, weekly 4, monthly 12"
+
+
+def deep_times(now, retention, snapshot_schedule):
+    """The times of the entries retention keeps at ``now`` of 1-minute rounds that ran for a year: one a minute for
+    the last hour, then the first of each hour, day, week and month (every 30 days here), the current minute left
+    to the rounds."""
+    current = now - now % 60
+    candidates = set()
+    for step, count in ((60, 60), (3600, 24), (86400, 7), (7 * 86400, 4), (30 * 86400, 12)):
+        candidates.update(current - step * k for k in range(1, count + 1))
+    return sorted(snapshot_schedule.keep(sorted(candidates), retention, now))
+
+
+sys.path.insert(0, os.path.join(REPO, "roles", "storage_host", "files"))
+from vdisk_snapshots import snapshot_schedule  # noqa: E402  (the collection's own retention rules)
+DEEP_ENTRIES = len(deep_times(time.time(), DEEP_RETENTION, snapshot_schedule)) + 1  # and the round's own
+
+# One round's work of snapshots per seeded time, oldest first, each with the clock at that time: real thin
+# snapshots (share_unchanged off), as if every vDisk had changed every minute.
+SEED_DEEP = r"""
+import json, subprocess, sys, time
+sys.path.insert(0, '/usr/lib/clusterducks-vdisk')
+from vdisk_snapshots import snapshot_schedule, thin_snapshots
+%s
+def run(argv):
+    p = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return p.returncode, p.stdout, p.stderr
+times = deep_times(time.time(), json.loads(sys.argv[1]), snapshot_schedule)
+started = time.time()
+for i, t in enumerate(times):
+    snaps = thin_snapshots.ThinSnapshots('lvm-thin:cdbench/pool', run, clock=lambda t=t: t, workers=4)
+    volumes = sorted(snaps.volumes())
+    _created, failures, _shared = snaps.round_snapshots(volumes, snapshot_schedule.auto_name(t),
+                                                        share_unchanged=False)
+    assert not failures, failures
+    snaps.close()
+    if i %% 10 == 9:
+        print('  seeded %%d of %%d, %%.0f s' %% (i + 1, len(times), time.time() - started), file=sys.stderr, flush=True)
+subprocess.run(['udevadm', 'settle', '--timeout=600'], check=True)
+snaps = thin_snapshots.ThinSnapshots('lvm-thin:cdbench/pool', run)
+usage = snaps.pool_usage()
+print('seeded %%d snapshots of each of %%d vDisks (%%d entries in all) in %%.0f s; pool data %%.1f%%%% metadata %%.1f%%%%' %% (
+    len(times), len(volumes), len(snaps.list()), time.time() - started, usage['data_percent'],
+    usage['metadata_percent']))
+""" % inspect.getsource(deep_times)
+
+# The listing, the audit (thin_ls over every thin device) and the check, timed inside the storage VM.
+DEEP_LISTING = r"""
+import subprocess, time
+for what, argv in (("list --json", ["list", "--json"]), ("audit", ["audit"]), ("check", ["check"])):
+    started = time.time()
+    p = subprocess.run("%s " + " ".join(argv), shell=True, capture_output=True, text=True)
+    took = time.time() - started
+    detail = "%%d entries" %% p.stdout.count('"vdisk"') if what.startswith("list") else p.stdout.strip().replace("\n", "; ")
+    print("%%s: %%.2f s, exit %%d, %%s" %% (what, took, p.returncode, detail[:300]))
+""" % SNAPSHOTS
+
 RESUME_EVENTS = r"""
 import glob, os, subprocess, sys, time
 sys.path.insert(0, '/usr/lib/clusterducks-vdisk')
@@ -247,6 +314,7 @@ class Bench(object):
         subprocess.run(CDLAB + ["ssh", "storage", "bash -c %s" % shquote(script)], input=code, check=True,
                        capture_output=True)
         self.rules_on = None
+        self.seeded = False
         self.udev_rules(True)  # the storage_host role installs them by default
         print("filling the thin volume once with incompressible data ...", flush=True)
         ssh("storage", "[ -e /root/filled ] || { fio --name=fill --filename=/dev/cdbench/vdisk-bench --size=%d "
@@ -330,7 +398,8 @@ class Bench(object):
         return results
 
     # (case, label, fio on the first volume, a 4 KiB write to every volume first, share_unchanged,
-    #  round_workers (None: the default), rounds, the role's udev rules on)
+    #  round_workers (None: the default), rounds, the role's udev rules on, DEEP_RETENTION (seeded once before
+    #  the first such case) instead of the benchmark's minutely: 1)
     ROUND_CASES = (
         ("first", "first round over them (no vDisk known unchanged)", False, False, True, None, 1, True),
         ("idle", "idle, share_unchanged", False, False, True, None, 2, True),
@@ -345,6 +414,11 @@ class Bench(object):
         ("changed", "every vDisk written since the last round, baseline: round_workers 1", False, True, True, 1, 2,
          True),
         ("changed", "every vDisk written since the last round, round_workers 8", False, True, True, 8, 2, True),
+        ("deep", "every vDisk written since the last round, baseline: 1 entry per vDisk (minutely: 1)",
+         False, True, True, None, 2, True, False),
+        ("deep", "every vDisk written since the last round, %d entries per vDisk (%s)" % (DEEP_ENTRIES, DEEP_LABEL),
+         False, True, True, None, 2, True, True),
+        ("deep", "idle, share_unchanged, %d entries per vDisk" % DEEP_ENTRIES, False, False, True, None, 2, True, True),
     )
 
     def _rounds(self, cache):
@@ -352,9 +426,14 @@ class Bench(object):
         cases = self.args.round_cases.split(",")
         if "events" in cases:
             print(ssh("storage", "python3 -c %s" % shquote(RESUME_EVENTS)).strip(), flush=True)
-        for case, label, load, write_all, share, workers, count, rules in self.ROUND_CASES:
+        for case, label, load, write_all, share, workers, count, rules, *deep in self.ROUND_CASES:
             if case not in cases:
                 continue
+            deep = bool(deep and deep[0])
+            if deep and not self.seeded:
+                print(ssh("storage", "python3 -c %s %s" % (shquote(SEED_DEEP), shquote(json.dumps(DEEP_RETENTION))))
+                      .strip(), flush=True)
+                self.seeded = True
             self.udev_rules(rules)
             label = "%s, disk cache %s" % (label, cache)
             ssh("storage", "python3 -c %s" % shquote(
@@ -364,7 +443,8 @@ class Bench(object):
                 "config.pop('round_workers', None)\n"
                 "config.update(json.loads(%r))\n"
                 "json.dump(config, open(path, 'w'))\n" % json.dumps(dict(
-                    {"share_unchanged": share}, **({"round_workers": workers} if workers else {})))))
+                    {"share_unchanged": share, "retention": DEEP_RETENTION if deep else {"minutely": 1}},
+                    **({"round_workers": workers} if workers else {})))))
             runs = []
             for _attempt in range(count):
                 if write_all:
@@ -400,6 +480,11 @@ class Bench(object):
                     writer.communicate()
                 time.sleep(61)  # the next round prunes this one's snapshots
             results[label] = runs
+        if self.seeded:
+            label = "listing, audit and check, %d entries per vDisk, disk cache %s" % (DEEP_ENTRIES, cache)
+            results[label] = ssh("storage", "python3 -c %s" % shquote(DEEP_LISTING)).strip().splitlines()
+            for line in results[label]:
+                print("%s: %s" % (label, line), flush=True)
         return results
 
 
@@ -428,7 +513,8 @@ def main():
     p.add_argument("--round-cases", default="first,idle,fio,changed",
                    help="which rounds over many vDisks, comma-separated: first, idle, fio (fio on one vDisk), changed "
                         "(every vDisk written since the last round: round_workers as configured, 1 and 8, and "
-                        "without the role's udev rules), events (udev's CPU for resumes with and without a cookie)")
+                        "without the role's udev rules), events (udev's CPU for resumes with and without a cookie), "
+                        "deep (rounds and the listing with about 100 entries per vDisk against one)")
     p.add_argument("--round-cache", default="write-back",
                    help="the pool disk's cache modes for the rounds over many vDisks, comma-separated, in turn "
                         "(default: write-back; write-back,write-through compares them)")
@@ -440,8 +526,8 @@ def main():
     args = p.parse_args()
     if args.where and not set(args.where.split(",")) <= {"remote", "local"}:
         p.error("--where takes remote, local or both (comma-separated)")
-    if not set(args.round_cases.split(",")) <= {"first", "idle", "fio", "changed", "events"}:
-        p.error("--round-cases takes first, idle, fio, changed and events (comma-separated)")
+    if not set(args.round_cases.split(",")) <= {"first", "idle", "fio", "changed", "events", "deep"}:
+        p.error("--round-cases takes first, idle, fio, changed, events and deep (comma-separated)")
     if not set(args.round_cache.split(",")) <= {"write-back", "write-through"}:
         p.error("--round-cache takes write-back, write-through or both (comma-separated)")
     jobs = args.jobs.split(",") if args.jobs else list(JOBS)
