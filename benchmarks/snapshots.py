@@ -470,11 +470,12 @@ class Bench(object):
                 out = ssh("storage", "udevadm settle --timeout=300; c=$(%s); %s; s=$(date +%%s.%%N); "
                           "udevadm settle --timeout=300; echo \"udev settled $(date +%%s.%%N) $s $c $(%s)\""
                           % (cpu, ROUND, cpu))
+                # The round's own lines may come after the echo (systemd-run --pipe relays them): pick it out.
                 lines = out.strip().splitlines()
-                settled = lines[-1].split()
+                settled = next(line for line in lines if line.startswith("udev settled ")).split()
                 runs.append("%s; udev's queue of change events drained %.1f s after the round, udev used %.1f s "
-                            "of CPU" % (" ".join(lines[:-1]), float(settled[2]) - float(settled[3]),
-                                        (int(settled[5]) - int(settled[4])) / 1e9))
+                            "of CPU" % (" ".join(line for line in lines if not line.startswith("udev settled ")),
+                                        float(settled[2]) - float(settled[3]), (int(settled[5]) - int(settled[4])) / 1e9))
                 print("%s: %s" % (label, runs[-1]), flush=True)
                 if load:
                     writer.communicate()
