@@ -46,7 +46,10 @@ over every vDisk changed with one entry each (minutely: 1), then each
 vDisk seeded with the snapshots a year of 1-minute rounds leaves under
 retention minutely 60, hourly 24, daily 7, weekly 4, monthly 12 (real
 snapshots, about 100 per vDisk), and the same rounds over them, idle
-rounds, and the listing, audit and check. --round-cases picks some of them. --round-cache write-back,write-through runs
+rounds, and the listing, audit and check. --round-cases floor (not in the default set): the kernel
+calls alone of a round over the many volumes, all written since (the expired snapshots' deletes, then
+each volume's suspend, create_snap and resume, in the round's order and threads), twice: the floor under
+the 'changed' rounds, measured on the same VM. --round-cases picks some of them. --round-cache write-back,write-through runs
 them with the pool's disk as the lab gives it (a volatile write cache: each
 dm-thin metadata commit flushes it, an fdatasync of the disk's file on the
 host) and then told it has none (flushes end at once, as on a drive with
@@ -63,7 +66,7 @@ Rounds run as the timer runs them (see round_command).
 Usage: python3 benchmarks/snapshots.py [--pairs 3] [--runtime 60] [--jobs a,b] [--sets 256M,2G]
                                        [--local | --where remote,local]
                                        [--disk-cache write-back] [--round-vdisks 500]
-                                       [--round-cases first,idle,fio,changed,events,deep] [--round-cache write-back,write-through]
+                                       [--round-cases first,idle,fio,changed,events,deep,floor] [--round-cache write-back,write-through]
                                        [--export block|write-through] [--json FILE] [--keep]
 """
 
@@ -236,6 +239,74 @@ for what, argv in (("list --json", ["list", "--json"]), ("audit", ["audit"]), ("
     detail = "%%d entries" %% p.stdout.count('"vdisk"') if what.startswith("list") else p.stdout.strip().replace("\n", "; ")
     print("%%s: %%.2f s, exit %%d, %%s" %% (what, took, p.returncode, detail[:300]))
 """ % SNAPSHOTS
+
+# One 4 KiB write (O_DIRECT, synced) to each of the many volumes, through its device as LIO's would go;
+# through a node of its own, not /dev's: closing a node udev watches (LVM's rules set the watch) after
+# writing makes a change event, which LIO's writes do not.
+WRITE_ALL = r"""
+import glob, mmap, os, stat
+def write_all():
+    buf = mmap.mmap(-1, 4096); buf.write(os.urandom(4096))
+    node = '/root/bench-node'  # /run is nodev
+    for dev in sorted(glob.glob('/dev/mapper/cdbench-vdisk--many*')):
+        os.mknod(node, stat.S_IFBLK | 0o600, os.stat(dev).st_rdev)
+        fd = os.open(node, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+        os.pwritev(fd, [buf], 0); os.close(fd); os.unlink(node)
+"""
+
+# --round-cases floor: the kernel calls of a round over the many volumes, all changed, and nothing else (no
+# lvs, marker, catalog or Python start): the expired snapshots' deletes, then each volume's suspend,
+# create_snap and resume, in the round's order and its default number of threads, through the same
+# devmapper.py. What a round cannot go below on this VM; run as the unit runs a round.
+KERNEL_CALLS = WRITE_ALL + r"""
+import subprocess, sys, threading, time
+sys.path.insert(0, '/usr/lib/clusterducks-vdisk')
+from vdisk_snapshots import devmapper, snapshot_schedule
+dm = devmapper.DeviceMapper()
+POOL = 'cdbench-pool-tpool'
+WORKERS = snapshot_schedule.DEFAULT_ROUND_WORKERS
+names = sorted(os.path.basename(p) for p in glob.glob('/dev/mapper/cdbench-vdisk--many*'))
+origin = dict((n, int(dm.table(n)[1].split()[1])) for n in names)
+PREVIOUS, NEW = (1 << 24) - 2048, (1 << 24) - 1024  # far above the catalog's ids, which count up from 2^23
+def each(func):
+    todo = iter(enumerate(names)); lock = threading.Lock()
+    def work():
+        while True:
+            with lock:
+                item = next(todo, None)
+            if item is None:
+                return
+            func(*item)
+    threads = [threading.Thread(target=work) for _ in range(WORKERS)]
+    [t.start() for t in threads]; [t.join() for t in threads]
+def snap(base):
+    def one(i, name):
+        dm.suspend(name)
+        try:
+            dm.message(POOL, 'create_snap %d %d' % (base + i, origin[name]))
+        finally:
+            dm.resume(name)
+    return one
+def delete(base):
+    return lambda i, name: dm.message(POOL, 'delete %d' % (base + i))
+def settle():
+    subprocess.run(['udevadm', 'settle', '--timeout=300'], check=True)
+each(snap(PREVIOUS))  # the previous round's snapshots
+write_all()
+settle()
+started = time.time()
+each(delete(PREVIOUS))
+pruned = time.time()
+each(snap(NEW))
+done = time.time()
+settle()
+settled = time.time()
+each(delete(NEW))
+settle()
+print('%d deletes %.2f s, then %d suspend + create_snap + resume %.2f s: %.2f s in %d threads; '
+      "udev's queue drained %.1f s after" % (len(names), pruned - started, len(names), done - pruned,
+                                            done - started, WORKERS, settled - done))
+"""
 
 RESUME_EVENTS = r"""
 import glob, os, subprocess, sys, time
@@ -426,6 +497,15 @@ class Bench(object):
         cases = self.args.round_cases.split(",")
         if "events" in cases:
             print(ssh("storage", "python3 -c %s" % shquote(RESUME_EVENTS)).strip(), flush=True)
+        if "floor" in cases:
+            self.udev_rules(True)
+            label = ("the kernel calls alone of a round over the %d volumes, all changed (the baseline for "
+                     "'every vDisk written'), disk cache %s" % (self.args.round_vdisks, cache))
+            results[label] = []
+            for _attempt in range(2):
+                results[label].append(ssh("storage", "%s python3 -c %s" % (
+                    ROUND.split(" env ", 1)[0], shquote(KERNEL_CALLS))).strip())
+                print("%s: %s" % (label, results[label][-1]), flush=True)
         for case, label, load, write_all, share, workers, count, rules, *deep in self.ROUND_CASES:
             if case not in cases:
                 continue
@@ -448,17 +528,7 @@ class Bench(object):
             runs = []
             for _attempt in range(count):
                 if write_all:
-                    # One 4 KiB write (O_DIRECT, synced) to each volume, through its device as LIO's would go;
-                    # through a node of its own, not /dev's: closing a node udev watches (LVM's rules set the
-                    # watch) after writing makes a change event, which LIO's writes do not.
-                    ssh("storage", "python3 -c %s" % shquote(
-                        "import glob, mmap, os, stat\n"
-                        "buf = mmap.mmap(-1, 4096); buf.write(os.urandom(4096))\n"
-                        "node = '/root/bench-node'  # /run is nodev\n"
-                        "for dev in glob.glob('/dev/mapper/cdbench-vdisk--many*'):\n"
-                        "    os.mknod(node, stat.S_IFBLK | 0o600, os.stat(dev).st_rdev)\n"
-                        "    fd = os.open(node, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)\n"
-                        "    os.pwritev(fd, [buf], 0); os.close(fd); os.unlink(node)\n"))
+                    ssh("storage", "python3 -c %s" % shquote(WRITE_ALL + "write_all()\n"))
                 if load:
                     writer = subprocess.Popen(CDLAB + ["ssh", "initiator", fio_cmd(
                         "randwrite-4k-qd16", self.lun, "2G", 40, "/run/many")], stdout=subprocess.PIPE,
@@ -515,7 +585,8 @@ def main():
                    help="which rounds over many vDisks, comma-separated: first, idle, fio (fio on one vDisk), changed "
                         "(every vDisk written since the last round: round_workers as configured, 1 and 8, and "
                         "without the role's udev rules), events (udev's CPU for resumes with and without a cookie), "
-                        "deep (rounds and the listing with about 100 entries per vDisk against one)")
+                        "deep (rounds and the listing with about 100 entries per vDisk against one), floor (the "
+                        "kernel calls alone of a round in which every vDisk changed)")
     p.add_argument("--round-cache", default="write-back",
                    help="the pool disk's cache modes for the rounds over many vDisks, comma-separated, in turn "
                         "(default: write-back; write-back,write-through compares them)")
@@ -527,8 +598,8 @@ def main():
     args = p.parse_args()
     if args.where and not set(args.where.split(",")) <= {"remote", "local"}:
         p.error("--where takes remote, local or both (comma-separated)")
-    if not set(args.round_cases.split(",")) <= {"first", "idle", "fio", "changed", "events", "deep"}:
-        p.error("--round-cases takes first, idle, fio, changed, events and deep (comma-separated)")
+    if not set(args.round_cases.split(",")) <= {"first", "idle", "fio", "changed", "events", "deep", "floor"}:
+        p.error("--round-cases takes first, idle, fio, changed, events, deep and floor (comma-separated)")
     if not set(args.round_cache.split(",")) <= {"write-back", "write-through"}:
         p.error("--round-cache takes write-back, write-through or both (comma-separated)")
     jobs = args.jobs.split(",") if args.jobs else list(JOBS)

@@ -193,7 +193,18 @@ def guard(snapshots, reserve_percent):
 
 
 def run_round(config, snapshots, now=None):
-    """One round: guard, snapshot every enabled vDisk, prune by retention. Returns the round's report."""
+    """One round: guard, prune by retention, snapshot every enabled vDisk. Returns the round's report.
+
+    The prune comes before the snapshots' suspends (``round_snapshots`` calls
+    it once the unchanged vDisks' entries are made, so none of the devices
+    they share is deleted): each delete is a pool commit, and after the
+    snapshots each would wait behind udev and systemd handling the resumed
+    vDisks' change events on the same CPUs. Retention decides the same either
+    way: a window is set by the round's time alone, and the new snapshot,
+    the newest of its vDisk, is the first of no earlier entry's bucket. It is
+    itself pruned after (from what the prune read) when its vDisk already had
+    an entry in its minute (a second round in one minute).
+    """
     now = time.time() if now is None else now
     started = time.time()
     errors = []
@@ -203,29 +214,51 @@ def run_round(config, snapshots, now=None):
     created, unchanged = {}, []
     volumes = snapshots.volumes()
     enabled = [v for v in sorted(volumes) if config['vdisks'].get(v, {}).get('enabled', True)]
+    pruning = {'expired': 0, 'failed': 0, 'seconds': 0.0, 'kept': None}
+
+    def prune(extra=()):
+        """Delete what retention no longer keeps (or, with ``extra``, those new entries it does not)."""
+        began = time.time()
+        expired = []
+        if not extra:
+            # Per vDisk, and per earlier vDisk of a name: orphans age out the same way. Its cost grows with
+            # every entry the pool keeps: plain rows, and Snapshots only for the expired.
+            pruning['kept'] = {}
+            for (vdisk, wwn), entries in sorted(snapshots.scheduled_entries().items()):
+                kept = keep([created for created, _name in entries], retention_for(config, vdisk), now)
+                pruning['kept'][(vdisk, wwn)] = kept
+                expired += [(vdisk, name) for created, name in entries if created not in kept]
+        for snap in extra:
+            kept = pruning['kept'].get((snap.vdisk, snap.wwn), set())
+            if snap.created not in keep(list(kept) + [snap.created], retention_for(config, snap.vdisk), now):
+                expired.append((snap.vdisk, snap.name))
+        expired = snapshots.get_many(expired)
+        _deleted, failures = snapshots.delete(expired)
+        errors.extend('pruning %s@%s: %s' % (k[0], k[1], v) for k, v in sorted(failures.items()))
+        pruning['expired'] += len(expired)
+        pruning['failed'] += len(failures)
+        pruning['seconds'] += time.time() - began
+
     if before['over']:
         errors.append('pool %s is over its reserve (%s%% kept free) with no scheduled snapshot left to delete: '
                       'no snapshot taken' % (config['pool'], config['reserve_percent']))
     else:
-        created, failures, unchanged = snapshots.round_snapshots(enabled, auto_name(now), config['share_unchanged'])
+        created, failures, unchanged = snapshots.round_snapshots(enabled, auto_name(now), config['share_unchanged'],
+                                                                 before_snapshots=prune)
         errors += ['snapshot of %s: %s' % (v, e) for v, e in sorted(failures.items())]
-    snapshotted = time.time()
-    # Retention, per vDisk (and per earlier vDisk of a name: orphans age out the same way).
-    # Its cost grows with every entry the pool keeps: plain rows, and Snapshots only for the expired.
-    expired = []
-    for (vdisk, _wwn), entries in sorted(snapshots.scheduled_entries().items()):
-        kept = keep([created for created, _name in entries], retention_for(config, vdisk), now)
-        expired += [(vdisk, name) for created, name in entries if created not in kept]
-    expired = snapshots.get_many(expired)
-    _deleted, failures = snapshots.delete(expired)
-    errors += ['pruning %s@%s: %s' % (k[0], k[1], v) for k, v in sorted(failures.items())]
+    snapshotted, pruned_before = time.time(), pruning['seconds']
+    if pruning['kept'] is None:  # nothing was snapshotted: the prune was not called
+        prune()
+    else:
+        prune(extra=[created[v] for v in sorted(created) if v not in unchanged])
     after = snapshots.pool_usage()
     return {
         'started': now, 'duration_seconds': round(time.time() - started, 3),
-        'snapshot_seconds': round(snapshotted - started, 3), 'prune_seconds': round(time.time() - snapshotted, 3),
+        'snapshot_seconds': round(snapshotted - started - pruned_before, 3),
+        'prune_seconds': round(pruning['seconds'], 3),
         'result': 'failed' if errors else 'ok', 'errors': errors,
         'vdisks': len(enabled), 'created': len(created), 'unchanged': len(unchanged),
-        'pruned': len(expired) - len(failures),
+        'pruned': pruning['expired'] - pruning['failed'],
         'guard_pruned': before['pruned'], 'guard': before, 'pool_usage': after,
     }
 

@@ -326,14 +326,17 @@ class ThinSnapshots(object):
         created, failures, _unchanged = self._create(vdisks, name, kind, parent, share_unchanged=False)
         return created, failures
 
-    def round_snapshots(self, vdisks, name, share_unchanged=True):
+    def round_snapshots(self, vdisks, name, share_unchanged=True, before_snapshots=None):
         """A round's scheduled snapshots: ({vdisk: Snapshot}, {vdisk: error}, [unchanged vDisks]).
 
         With ``share_unchanged``, a vDisk that no write reached since its last
         snapshot (``_unchanged``) gets an entry naming that snapshot's thin
-        device: no suspend, no pool commit.
+        device: no suspend, no pool commit. ``before_snapshots()`` is called
+        once the shared entries are made and before any vDisk is suspended
+        (the round prunes there; it is not called when there is nothing to
+        snapshot).
         """
-        return self._create(vdisks, name, 'scheduled', None, share_unchanged)
+        return self._create(vdisks, name, 'scheduled', None, share_unchanged, before_snapshots)
 
     def _marker(self, volume):
         """(marker, writes in flight) of an active vDisk's device, or None (``devmapper.write_marker``).
@@ -382,7 +385,7 @@ class ThinSnapshots(object):
                 result[vdisk] = row['thin_id']
         return result, markers
 
-    def _create(self, vdisks, name, kind, parent, share_unchanged):
+    def _create(self, vdisks, name, kind, parent, share_unchanged, before_snapshots=None):
         rules.check_snapshot(name)
         if kind not in KINDS:
             raise SnapshotError('unknown snapshot kind %r' % kind)
@@ -419,6 +422,8 @@ class ThinSnapshots(object):
                     if cursor.rowcount == 1:
                         shared.append(vdisk)
             todo = [v for v in todo if v not in shared]
+        if before_snapshots is not None:
+            before_snapshots()
         with self.db:
             # Ids are chosen and taken in one write transaction: a clone or another run choosing at the
             # same time waits for it and sees them taken (entries may share ids, so no constraint would).

@@ -1104,3 +1104,49 @@ def test_delete_across_query_chunks_keeps_devices_other_entries_name(env, monkey
     seconds = [env.open().list(v, kinds=('scheduled',))[0] for v in ('node01', 'node02', 'node03')]
     env.open().delete(seconds)
     assert not any(s.thin_id in env.dm.devices for s in firsts)
+
+
+# --- the prune comes before the snapshots' suspends ---------------------------
+
+def test_a_round_prunes_before_it_suspends_any_vdisk(env):
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 1}})
+    _round(env, config, 1)
+    del env.dm.log[:]
+    report = _round(env, config, 1)  # every vDisk written: 3 snapshots, the 3 before them pruned
+    assert report['created'] == 3 and report['pruned'] == 3 and report['result'] == 'ok'
+    calls = [c if c != 'message' else t.split()[0] for c, t in env.dm.log]
+    assert calls.count('delete') == 3 and calls.count('suspend') == 3
+    assert max(i for i, c in enumerate(calls) if c == 'delete') < min(i for i, c in enumerate(calls) if c == 'suspend')
+    assert report['prune_seconds'] >= 0 and report['snapshot_seconds'] >= 0
+
+
+def test_with_one_minute_kept_unchanged_vdisks_still_share_their_snapshot(env):
+    # The previous entry expires in this round, but the new entry naming its device is made first.
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 1}})
+    _round(env, config, 1)
+    ids = dict((v, _ids(env.open(), v)) for v in ('node01', 'node02', 'node03'))
+    env.dm.write(NODE01, 'new')
+    del env.dm.log[:]
+    report = _round(env, config, 1, write=False)
+    assert report['unchanged'] == 2 and report['created'] == 3 and report['pruned'] == 3
+    assert [c for c, _t in env.dm.log if c != 'message'] == ['suspend', 'resume']  # node01 only
+    assert [t for _c, t in env.dm.log if t.startswith('delete')] == ['delete %d' % ids['node01'][0]]
+    snaps = env.open()
+    for vdisk in ('node02', 'node03'):
+        assert _ids(snaps, vdisk) == ids[vdisk] and ids[vdisk][0] in env.dm.devices
+    assert _ids(snaps, 'node01') != ids['node01']
+    assert snaps.audit() == {'unfinished': [], 'missing': [], 'leaked': [], 'suspended': []}
+
+
+def test_a_second_round_in_the_same_minute_prunes_its_own_entries(env):
+    config = sched.check_config({'pool': POOL, 'retention': {'minutely': 3}})
+    _round(env, config, 2)
+    first = dict((v, _ids(env.open(), v)) for v in ('node01', 'node02', 'node03'))
+    env.clock.now -= 30  # half a minute after the last round
+    env.dm.write(NODE01, 'written since')
+    report = _round(env, config, 1)
+    assert report['created'] == 3 and report['pruned'] == 3 and report['result'] == 'ok'
+    snaps = env.open()
+    for vdisk in ('node01', 'node02', 'node03'):  # the minute's first entry stays, the new one is gone
+        assert _ids(snaps, vdisk) == first[vdisk]
+    assert snaps.audit() == {'unfinished': [], 'missing': [], 'leaked': [], 'suspended': []}
