@@ -216,19 +216,19 @@ def run_round(config, snapshots, now=None):
     enabled = [v for v in sorted(volumes) if config['vdisks'].get(v, {}).get('enabled', True)]
     pruning = {'expired': 0, 'failed': 0, 'seconds': 0.0, 'kept': None}
 
-    def prune(extra=()):
-        """Delete what retention no longer keeps (or, with ``extra``, those new entries it does not)."""
+    def prune(new=None):
+        """Delete what retention no longer keeps; with ``new`` (this round's new snapshots), only those of them."""
         began = time.time()
         expired = []
-        if not extra:
+        if new is None:
             # Per vDisk, and per earlier vDisk of a name: orphans age out the same way. Its cost grows with
             # every entry the pool keeps: plain rows, and Snapshots only for the expired.
             pruning['kept'] = {}
             for (vdisk, wwn), entries in sorted(snapshots.scheduled_entries().items()):
-                kept = keep([created for created, _name in entries], retention_for(config, vdisk), now)
+                kept = keep([t for t, _name in entries], retention_for(config, vdisk), now)
                 pruning['kept'][(vdisk, wwn)] = kept
-                expired += [(vdisk, name) for created, name in entries if created not in kept]
-        for snap in extra:
+                expired += [(vdisk, name) for t, name in entries if t not in kept]
+        for snap in new or ():
             kept = pruning['kept'].get((snap.vdisk, snap.wwn), set())
             if snap.created not in keep(list(kept) + [snap.created], retention_for(config, snap.vdisk), now):
                 expired.append((snap.vdisk, snap.name))
@@ -250,7 +250,7 @@ def run_round(config, snapshots, now=None):
     if pruning['kept'] is None:  # nothing was snapshotted: the prune was not called
         prune()
     else:
-        prune(extra=[created[v] for v in sorted(created) if v not in unchanged])
+        prune(new=[created[v] for v in sorted(created) if v not in unchanged])
     after = snapshots.pool_usage()
     return {
         'started': now, 'duration_seconds': round(time.time() - started, 3),

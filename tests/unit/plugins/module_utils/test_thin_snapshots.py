@@ -1150,3 +1150,19 @@ def test_a_second_round_in_the_same_minute_prunes_its_own_entries(env):
     for vdisk in ('node01', 'node02', 'node03'):  # the minute's first entry stays, the new one is gone
         assert _ids(snaps, vdisk) == first[vdisk]
     assert snaps.audit() == {'unfinished': [], 'missing': [], 'leaked': [], 'suspended': []}
+
+
+@pytest.mark.parametrize('write', [True, False])
+def test_a_round_reads_the_entries_once(env, monkeypatch, write):
+    config = sched.check_config(SHARE)
+    _round(env, config, 2)
+    calls = []
+    real = ts.ThinSnapshots.scheduled_entries
+
+    def counting(self):
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(ts.ThinSnapshots, 'scheduled_entries', counting)
+    report = _round(env, config, 1, write=write)
+    assert report['unchanged'] == (0 if write else 3) and len(calls) == 1
