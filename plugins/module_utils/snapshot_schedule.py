@@ -41,7 +41,7 @@ DEFAULT_RESERVE_PERCENT = 20
 # round over 501 changed vDisks took 9.8-13.5 s against 14.4-31.5 s in one thread
 # (8 workers: 8.6-11.6 s, little better; the device-mapper calls alone: 3.1 s
 # against 5.7-7.6 s); each vDisk's pause grows with the workers queued on the
-# pool's messages.
+# pool's messages. Since the prune comes before the suspends: 6.2-7.2 s against 6.8-7.6 s in one thread.
 DEFAULT_ROUND_WORKERS = 4
 MAX_ROUND_WORKERS = 32
 STATUS_FILE = 'snapshot-status.json'
